@@ -1,0 +1,16 @@
+FROM python:3.11-slim-bookworm
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY qinglang qinglang
+COPY bot bot
+COPY nlu nlu
+COPY intake intake
+COPY routing routing
+COPY db db
+COPY web web
+COPY reports reports
+RUN pip install --no-cache-dir .
+ENV QINGLANG_DATA_DIR=/data QINGLANG_HOST=0.0.0.0
+VOLUME /data
+EXPOSE 8080
+CMD ["qinglang", "serve"]

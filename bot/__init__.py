@@ -1,0 +1,1 @@
+"""Telegram channel: aiogram Dispatcher factory, routers, keyboards, middlewares, runners."""

@@ -1,0 +1,1 @@
+"""Database: models, engine, unit of work, repositories, migrations."""

@@ -1,0 +1,49 @@
+"""Schema migrations with Alembic, run on the application's async engine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+
+def alembic_config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return config
+
+
+def revisions() -> list[str]:
+    """Every revision id, oldest first."""
+    script = ScriptDirectory.from_config(alembic_config())
+    return [rev.revision for rev in reversed(list(script.walk_revisions()))]
+
+
+async def upgrade(engine: AsyncEngine, target: str = "head") -> None:
+    await _run(engine, command.upgrade, target)
+
+
+async def downgrade(engine: AsyncEngine, target: str) -> None:
+    await _run(engine, command.downgrade, target)
+
+
+async def current_revision(engine: AsyncEngine) -> str | None:
+    async with engine.connect() as conn:
+        return await conn.run_sync(lambda sync: MigrationContext.configure(sync).get_current_revision())
+
+
+async def _run(engine: AsyncEngine, fn, target: str) -> None:
+    config = alembic_config()
+
+    def run(sync_connection) -> None:
+        config.attributes["connection"] = sync_connection
+        fn(config, target)
+
+    async with engine.begin() as conn:
+        await conn.run_sync(run)

@@ -1,0 +1,303 @@
+"""SQLAlchemy models. Portable between SQLite and PostgreSQL: no dialect-only types."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from db.types import BigId, UtcDateTime
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UtcDateTime(), dict[str, Any]: JSON(), int: Integer()}
+
+
+class Unit(Base):
+    """A unit of the bureau (科室, 分局, 所, 队); synchronised from the unit directory file."""
+
+    __tablename__ = "units"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    code: Mapped[str] = mapped_column(String(40), unique=True)
+    name: Mapped[str] = mapped_column(String(100))
+    name_en: Mapped[str] = mapped_column(String(200), default="")
+    type: Mapped[str] = mapped_column(String(20))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    telegram_chat_id: Mapped[str | None] = mapped_column(String(40))
+
+
+class StaffUser(Base):
+    __tablename__ = "staff_users"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    display_name: Mapped[str] = mapped_column(String(100), default="")
+    role: Mapped[str] = mapped_column(String(20))
+    unit_id: Mapped[int] = mapped_column(ForeignKey("units.id"))
+    password_hash: Mapped[str] = mapped_column(String(200))
+    api_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    failed_logins: Mapped[int] = mapped_column(default=0)
+    locked_until: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+
+    unit: Mapped[Unit] = relationship(lazy="raise")
+
+
+class Complainant(Base):
+    """The person who wrote; identity is confidential (DESIGN.md, privacy)."""
+
+    __tablename__ = "complainants"
+    __table_args__ = (UniqueConstraint("channel", "channel_user_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(20))
+    channel_user_id: Mapped[str | None] = mapped_column(String(64))
+    name: Mapped[str | None] = mapped_column(String(100))
+    phone: Mapped[str | None] = mapped_column(String(40))
+    email: Mapped[str | None] = mapped_column(String(200))
+    language: Mapped[str] = mapped_column(String(8), default="zh")
+    created_at: Mapped[datetime]
+
+
+class CaseNumberCounter(Base):
+    """The last number handed out per prefix and year; incremented under a row lock."""
+
+    __tablename__ = "case_number_counters"
+
+    prefix: Mapped[str] = mapped_column(String(8), primary_key=True)
+    year: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    last_value: Mapped[int] = mapped_column(BigInteger)
+
+
+class Case(Base):
+    __tablename__ = "cases"
+    __table_args__ = (
+        Index("ix_cases_status_next_due", "status", "next_due_on"),
+        Index("ix_cases_received_at", "received_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    number: Mapped[str] = mapped_column(String(32), unique=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    category: Mapped[str] = mapped_column(String(32))
+    focus_area: Mapped[int | None]
+    status: Mapped[str] = mapped_column(String(20))
+    channel: Mapped[str] = mapped_column(String(20))
+    complainant_id: Mapped[int | None] = mapped_column(ForeignKey("complainants.id"))
+    anonymous: Mapped[bool] = mapped_column(Boolean, default=False)
+    description: Mapped[str] = mapped_column(Text)
+    # facts of the purchase
+    platform: Mapped[str | None] = mapped_column(String(40))
+    live_room: Mapped[str | None] = mapped_column(String(200))
+    streamer: Mapped[str | None] = mapped_column(String(200))
+    product: Mapped[str | None] = mapped_column(String(200))
+    amount_fen: Mapped[int | None] = mapped_column(BigInteger)
+    order_number: Mapped[str | None] = mapped_column(String(64))
+    purchase_date: Mapped[date | None] = mapped_column(Date)
+    merchant_name: Mapped[str | None] = mapped_column(String(200))
+    merchant_in_district: Mapped[bool | None] = mapped_column(Boolean)
+    merchant_street: Mapped[str | None] = mapped_column(String(60))
+    merchant_province: Mapped[str | None] = mapped_column(String(40))
+    # classification as proposed by the NLU, kept beside the category staff may correct
+    nlu_category: Mapped[str | None] = mapped_column(String(32))
+    nlu_confidence: Mapped[float | None]
+    # routing and decisions
+    routing_rule: Mapped[str | None] = mapped_column(String(60))
+    transfer_authority: Mapped[str | None] = mapped_column(String(200))
+    transfer_scope: Mapped[str | None] = mapped_column(String(20))
+    rejection_ground: Mapped[str | None] = mapped_column(String(40))
+    outcome: Mapped[str | None] = mapped_column(String(40))
+    received_at: Mapped[datetime]
+    accepted_at: Mapped[datetime | None]
+    decided_at: Mapped[datetime | None]
+    resolved_at: Mapped[datetime | None]
+    closed_at: Mapped[datetime | None]
+    replied_at: Mapped[datetime | None]  # the last complainant-facing reply
+    next_due_on: Mapped[date | None] = mapped_column(Date)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    version: Mapped[int] = mapped_column(default=1)
+
+    __mapper_args__ = {"version_id_col": version}
+
+    complainant: Mapped[Complainant | None] = relationship(lazy="raise")
+    assignments: Mapped[list[CaseUnit]] = relationship(back_populates="case", lazy="raise")
+    deadlines: Mapped[list[CaseDeadline]] = relationship(back_populates="case", lazy="raise")
+
+
+class CaseUnit(Base):
+    """A unit's part in a case: one active lead, any number of co-units."""
+
+    __tablename__ = "case_units"
+    __table_args__ = (Index("ix_case_units_unit_active", "unit_id", "active"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True)
+    unit_id: Mapped[int] = mapped_column(ForeignKey("units.id"))
+    role: Mapped[str] = mapped_column(String(8))  # lead | co
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    assigned_at: Mapped[datetime]
+
+    case: Mapped[Case] = relationship(back_populates="assignments", lazy="raise")
+    unit: Mapped[Unit] = relationship(lazy="raise")
+
+
+class CaseDeadline(Base):
+    """One statutory clock of a case, with the legal basis it was computed from."""
+
+    __tablename__ = "case_deadlines"
+    __table_args__ = (UniqueConstraint("case_id", "clock"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True)
+    clock: Mapped[str] = mapped_column(String(40))
+    started_on: Mapped[date] = mapped_column(Date)
+    due_on: Mapped[date] = mapped_column(Date)
+    provisional: Mapped[bool] = mapped_column(Boolean, default=False)
+    extended: Mapped[bool] = mapped_column(Boolean, default=False)
+    basis: Mapped[str] = mapped_column(Text, default="")
+    met_at: Mapped[datetime | None]
+
+    case: Mapped[Case] = relationship(back_populates="deadlines", lazy="raise")
+
+
+class Evidence(Base):
+    __tablename__ = "evidence"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    mime: Mapped[str] = mapped_column(String(100))
+    original_name: Mapped[str | None] = mapped_column(String(255))
+    source: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[datetime]
+
+
+class CaseEvent(Base):
+    """Audit log: every change and every view of personal data, by whom and when."""
+
+    __tablename__ = "case_events"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True)
+    actor_type: Mapped[str] = mapped_column(String(20))  # staff | complainant | system
+    actor_id: Mapped[int | None] = mapped_column(BigInteger)
+    action: Mapped[str] = mapped_column(String(40))
+    from_status: Mapped[str | None] = mapped_column(String(20))
+    to_status: Mapped[str | None] = mapped_column(String(20))
+    note: Mapped[str | None] = mapped_column(Text)
+    data: Mapped[dict[str, Any] | None]
+    created_at: Mapped[datetime]
+
+
+class CaseMessage(Base):
+    """A message to or from the complainant. `is_reply` marks the official answer."""
+
+    __tablename__ = "case_messages"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True)
+    direction: Mapped[str] = mapped_column(String(10))  # in | out
+    body: Mapped[str] = mapped_column(Text)
+    is_reply: Mapped[bool] = mapped_column(Boolean, default=False)
+    staff_user_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id"))
+    created_at: Mapped[datetime]
+
+
+class OutboxMessage(Base):
+    """A notification to send, with its own send state apart from the case state."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_status_next_attempt", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(100), unique=True)
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True)
+    channel: Mapped[str] = mapped_column(String(20))
+    recipient: Mapped[str | None] = mapped_column(String(200))
+    template: Mapped[str] = mapped_column(String(40))
+    payload: Mapped[dict[str, Any]]
+    status: Mapped[str] = mapped_column(String(20), default="pending")  # pending|sent|undeliverable
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]
+
+
+class InboxUpdate(Base):
+    """A raw inbound update, stored before anything else so nothing is lost; duplicates dropped."""
+
+    __tablename__ = "inbox"
+    __table_args__ = (UniqueConstraint("channel", "external_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(20))
+    external_id: Mapped[str] = mapped_column(String(100))
+    payload: Mapped[dict[str, Any]]
+    received_at: Mapped[datetime]
+    processed_at: Mapped[datetime | None]
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class Subject(Base):
+    """An entry of the seed's 主体名录: platform, live room, operator, service agency or streamer."""
+
+    __tablename__ = "subjects"
+    __table_args__ = (UniqueConstraint("type", "platform", "name"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    type: Mapped[str] = mapped_column(String(20))
+    name: Mapped[str] = mapped_column(String(200))
+    platform: Mapped[str] = mapped_column(String(40), default="")
+    external_id: Mapped[str | None] = mapped_column(String(100))
+    in_district: Mapped[bool | None] = mapped_column(Boolean)
+    street: Mapped[str | None] = mapped_column(String(60))
+    notes: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+
+
+class CaseSubject(Base):
+    __tablename__ = "case_subjects"
+    __table_args__ = (UniqueConstraint("case_id", "subject_id", "role"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True)
+    subject_id: Mapped[int] = mapped_column(ForeignKey("subjects.id", ondelete="CASCADE"), index=True)
+    role: Mapped[str] = mapped_column(String(20), default="reported")
+
+
+class HolidayOverride(Base):
+    """An administrator's correction of the working-day calendar for one date."""
+
+    __tablename__ = "holiday_overrides"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    is_workday: Mapped[bool] = mapped_column(Boolean)
+    note: Mapped[str] = mapped_column(String(200), default="")

@@ -1,0 +1,121 @@
+"""Repositories: queries and inserts on a session they are given. They never commit."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import date
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from db.models import (
+    Case,
+    CaseDeadline,
+    CaseEvent,
+    CaseMessage,
+    CaseNumberCounter,
+    CaseUnit,
+    Complainant,
+    Evidence,
+    HolidayOverride,
+    StaffUser,
+    Unit,
+)
+
+
+class _Repository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    def add(self, obj) -> None:
+        self.session.add(obj)
+
+
+class UnitRepository(_Repository):
+    async def all(self, *, active_only: bool = False) -> Sequence[Unit]:
+        query = select(Unit).order_by(Unit.id)
+        if active_only:
+            query = query.where(Unit.active.is_(True))
+        return (await self.session.scalars(query)).all()
+
+    async def by_code(self, code: str) -> Unit | None:
+        return await self.session.scalar(select(Unit).where(Unit.code == code))
+
+    async def by_codes(self, codes: Iterable[str]) -> dict[str, Unit]:
+        rows = await self.session.scalars(select(Unit).where(Unit.code.in_(list(codes))))
+        return {u.code: u for u in rows}
+
+    async def by_name(self, name: str) -> Unit | None:
+        return await self.session.scalar(select(Unit).where(Unit.name == name))
+
+
+class StaffUserRepository(_Repository):
+    async def by_username(self, username: str) -> StaffUser | None:
+        return await self.session.scalar(select(StaffUser).where(StaffUser.username == username))
+
+    async def get(self, user_id: int) -> StaffUser | None:
+        return await self.session.get(StaffUser, user_id)
+
+
+class ComplainantRepository(_Repository):
+    async def by_channel_user(self, channel: str, channel_user_id: str) -> Complainant | None:
+        return await self.session.scalar(
+            select(Complainant).where(Complainant.channel == channel, Complainant.channel_user_id == channel_user_id)
+        )
+
+
+class CaseRepository(_Repository):
+    async def get(self, case_id: int, *, for_update: bool = False) -> Case | None:
+        query = select(Case).where(Case.id == case_id).options(
+            selectinload(Case.assignments).selectinload(CaseUnit.unit), selectinload(Case.deadlines)
+        )
+        if for_update:
+            query = query.with_for_update()
+        return await self.session.scalar(query)
+
+    async def by_number(self, number: str) -> Case | None:
+        return await self.session.scalar(select(Case).where(Case.number == number))
+
+    async def next_number(self, prefix: str, year: int) -> int:
+        """Atomically take the next number of the year: an upsert on a counter row, which holds
+        the row lock until the transaction ends, so concurrent creators queue and never collide."""
+        dialect = self.session.bind.dialect.name
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        statement = (
+            insert(CaseNumberCounter)
+            .values(prefix=prefix, year=year, last_value=1)
+            .on_conflict_do_update(
+                index_elements=[CaseNumberCounter.prefix, CaseNumberCounter.year],
+                set_={"last_value": CaseNumberCounter.last_value + 1},
+            )
+            .returning(CaseNumberCounter.last_value)
+        )
+        return (await self.session.execute(statement)).scalar_one()
+
+    async def events(self, case_id: int) -> Sequence[CaseEvent]:
+        query = select(CaseEvent).where(CaseEvent.case_id == case_id).order_by(CaseEvent.id)
+        return (await self.session.scalars(query)).all()
+
+    async def messages(self, case_id: int) -> Sequence[CaseMessage]:
+        query = select(CaseMessage).where(CaseMessage.case_id == case_id).order_by(CaseMessage.id)
+        return (await self.session.scalars(query)).all()
+
+    async def evidence(self, case_id: int) -> Sequence[Evidence]:
+        query = select(Evidence).where(Evidence.case_id == case_id).order_by(Evidence.id)
+        return (await self.session.scalars(query)).all()
+
+    async def deactivate_assignments(self, case_id: int) -> None:
+        await self.session.execute(
+            update(CaseUnit).where(CaseUnit.case_id == case_id, CaseUnit.active.is_(True)).values(active=False)
+        )
+
+    def add_deadline(self, deadline: CaseDeadline) -> None:
+        self.session.add(deadline)
+
+
+class HolidayOverrideRepository(_Repository):
+    async def as_mapping(self) -> dict[date, bool]:
+        rows = await self.session.scalars(select(HolidayOverride))
+        return {row.day: row.is_workday for row in rows}

@@ -1,0 +1,1 @@
+"""The domain: case lifecycle, deadlines, evidence."""

@@ -1,0 +1,469 @@
+"""Case service: creates cases and moves them through the status machine, one transaction each."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
+
+from db.models import Case, CaseDeadline, CaseEvent, CaseMessage, CaseUnit, Complainant, Unit
+from db.uow import UnitOfWork, UnitOfWorkFactory
+from intake.calendar import WorkingCalendar
+from intake.clock import Clock
+from intake.deadlines import DeadlinePolicy, compute_due
+from intake.status import OUTCOMES, REJECTION_GROUNDS, Action, DomainError, Status, check
+from nlu.taxonomy import CATEGORY_IDS, FOCUS_AREAS, Kind
+from routing.rules import MerchantLocation, RoutingDecision, RoutingRequest, RoutingTable
+
+MAX_DESCRIPTION = 20_000
+MAX_REPLY = 10_000
+
+
+@dataclass(frozen=True)
+class Actor:
+    type: str  # staff | complainant | system
+    id: int | None = None
+
+    @classmethod
+    def system(cls) -> Actor:
+        return cls("system")
+
+
+@dataclass(frozen=True)
+class ComplainantInfo:
+    channel_user_id: str | None = None
+    name: str | None = None
+    phone: str | None = None
+    email: str | None = None
+    language: str = "zh"
+
+
+@dataclass(frozen=True)
+class NewCase:
+    kind: Kind
+    category: str
+    description: str
+    channel: str
+    focus_area: int | None = None
+    complainant: ComplainantInfo | None = None
+    anonymous: bool = False
+    platform: str | None = None
+    live_room: str | None = None
+    streamer: str | None = None
+    product: str | None = None
+    amount_fen: int | None = None
+    order_number: str | None = None
+    purchase_date: date | None = None
+    merchant_name: str | None = None
+    merchant: MerchantLocation = field(default_factory=lambda: MerchantLocation(None, None, None))
+    nlu_category: str | None = None
+    nlu_confidence: float | None = None
+    received_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class DeadlineView:
+    clock: str
+    due_on: date
+    provisional: bool
+    met: bool
+    basis: str
+
+
+@dataclass(frozen=True)
+class CaseView:
+    id: int
+    number: str
+    kind: str
+    category: str
+    status: Status
+    lead_unit: str | None
+    co_units: tuple[str, ...]
+    deadlines: tuple[DeadlineView, ...]
+    next_due_on: date | None
+    transfer_authority: str | None
+    routing: RoutingDecision | None = None
+
+    def deadline(self, clock: str) -> DeadlineView | None:
+        return next((d for d in self.deadlines if d.clock == clock), None)
+
+
+class CaseNotFound(DomainError):
+    pass
+
+
+class CaseService:
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        routing: RoutingTable,
+        policy: DeadlinePolicy,
+        clock: Clock,
+        tz: ZoneInfo,
+        number_prefix: str = "LW",
+    ) -> None:
+        self._uow = uow
+        self._routing = routing
+        self._policy = policy
+        self._clock = clock
+        self._tz = tz
+        self._prefix = number_prefix
+
+    # -- creation -------------------------------------------------------------------------
+
+    async def create(self, new: NewCase, actor: Actor | None = None) -> CaseView:
+        _validate_new_case(new)
+        actor = actor or Actor.system()
+        received_at = new.received_at or self._clock.now()
+        decision = self._routing.route(RoutingRequest(new.kind, new.category, new.focus_area, new.merchant))
+        async with self._uow() as uow:
+            now = self._clock.now()
+            complainant = await self._complainant(uow, new, now)
+            year = self._local_date(received_at).year
+            serial = await uow.cases.next_number(self._prefix, year)
+            case = Case(
+                number=f"{self._prefix}-{year}-{serial:06d}",
+                kind=new.kind.value,
+                category=new.category,
+                focus_area=new.focus_area,
+                status=Status.RECEIVED.value,
+                channel=new.channel,
+                complainant=complainant,
+                anonymous=new.anonymous,
+                description=new.description.strip(),
+                platform=new.platform,
+                live_room=new.live_room,
+                streamer=new.streamer,
+                product=new.product,
+                amount_fen=new.amount_fen,
+                order_number=new.order_number,
+                purchase_date=new.purchase_date,
+                merchant_name=new.merchant_name,
+                merchant_in_district=new.merchant.in_district,
+                merchant_street=new.merchant.street,
+                merchant_province=new.merchant.province,
+                nlu_category=new.nlu_category,
+                nlu_confidence=new.nlu_confidence,
+                routing_rule=decision.rule_id,
+                received_at=received_at,
+                created_at=now,
+                updated_at=now,
+                assignments=[],
+                deadlines=[],
+            )
+            uow.session.add(case)
+            await uow.flush()
+            await self._assign(uow, case, decision.lead, decision.co_units, now)
+            calendar = await self._calendar(uow)
+            if decision.transfer is not None:
+                self._start_clocks(case, "received", received_at, calendar, only=("transfer",))
+            else:
+                self._start_clocks(case, "received", received_at, calendar, exclude=("transfer",))
+            self._event(
+                uow, case, actor, "create", None, Status.RECEIVED, now,
+                note=decision.reason_zh,
+                data={
+                    "rule": decision.rule_id,
+                    "lead": decision.lead,
+                    "co_units": list(decision.co_units),
+                    "proposed_transfer": decision.transfer.name if decision.transfer else None,
+                },
+            )
+            case.next_due_on = _next_due(case)
+            await uow.flush()
+            view = self._view(case, decision)
+            await uow.commit()
+        return view
+
+    # -- status actions -------------------------------------------------------------------
+
+    async def accept(self, case_id: int, actor: Actor, note: str | None = None) -> CaseView:
+        async with self._uow() as uow:
+            case, now, calendar = await self._begin(uow, case_id)
+            source = self._move(case, Action.ACCEPT)
+            case.accepted_at = case.decided_at = now
+            self._meet(case, now, "complaint_acceptance", "tipoff_check", "transfer")
+            self._start_clocks(case, "accepted", now, calendar)
+            self._start_clocks(case, "decided", now, calendar)
+            return await self._finish(uow, case, actor, Action.ACCEPT, source, now, note)
+
+    async def reject(self, case_id: int, actor: Actor, ground: str, reply: str) -> CaseView:
+        if ground not in REJECTION_GROUNDS:
+            raise DomainError(f"unknown rejection ground {ground!r}; one of: {', '.join(REJECTION_GROUNDS)}")
+        reply = _required_text(reply, "the reply telling the complainant why")
+        async with self._uow() as uow:
+            case, now, calendar = await self._begin(uow, case_id)
+            source = self._move(case, Action.REJECT)
+            case.rejection_ground = ground
+            case.decided_at = now
+            self._meet(case, now, "complaint_acceptance", "tipoff_check", "transfer")
+            self._start_clocks(case, "decided", now, calendar)
+            self._record_reply(uow, case, actor, reply, now)
+            return await self._finish(uow, case, actor, Action.REJECT, source, now, REJECTION_GROUNDS[ground],
+                                      data={"ground": ground})
+
+    async def transfer(
+        self,
+        case_id: int,
+        actor: Actor,
+        *,
+        unit_code: str | None = None,
+        authority: str | None = None,
+        scope: str | None = None,
+        note: str | None = None,
+    ) -> CaseView:
+        if (unit_code is None) == (authority is None):
+            raise DomainError("a transfer goes either to a unit of the bureau or to an outside authority")
+        if scope is not None and scope not in ("in_province", "out_of_province"):
+            raise DomainError("transfer scope must be in_province or out_of_province")
+        async with self._uow() as uow:
+            case, now, _ = await self._begin(uow, case_id)
+            source = self._move(case, Action.TRANSFER)
+            if unit_code is not None:
+                unit = await uow.units.by_code(unit_code)
+                if unit is None or not unit.active:
+                    raise DomainError(f"unknown unit {unit_code!r}")
+                self._replace_lead(case, unit, now)
+                case.transfer_authority = None
+                data = {"unit": unit_code}
+            else:
+                case.transfer_authority = _required_text(authority, "the authority's name")
+                case.transfer_scope = scope or "in_province"
+                data = {"authority": case.transfer_authority, "scope": case.transfer_scope}
+            self._meet(case, now, "transfer")
+            return await self._finish(uow, case, actor, Action.TRANSFER, source, now, note, data=data)
+
+    async def start(self, case_id: int, actor: Actor, note: str | None = None) -> CaseView:
+        async with self._uow() as uow:
+            case, now, _ = await self._begin(uow, case_id)
+            source = self._move(case, Action.START)
+            return await self._finish(uow, case, actor, Action.START, source, now, note)
+
+    async def resolve(self, case_id: int, actor: Actor, outcome: str, reply: str) -> CaseView:
+        if outcome not in OUTCOMES:
+            raise DomainError(f"unknown outcome {outcome!r}; one of: {', '.join(OUTCOMES)}")
+        reply = _required_text(reply, "the reply to the complainant")
+        async with self._uow() as uow:
+            case, now, _ = await self._begin(uow, case_id)
+            source = self._move(case, Action.RESOLVE)
+            case.outcome = outcome
+            case.resolved_at = now
+            self._meet(case, now, "complaint_mediation", "tipoff_check")
+            self._record_reply(uow, case, actor, reply, now)
+            return await self._finish(uow, case, actor, Action.RESOLVE, source, now, OUTCOMES[outcome],
+                                      data={"outcome": outcome})
+
+    async def reply(self, case_id: int, actor: Actor, body: str) -> CaseView:
+        """Record a complainant-facing answer without changing the status (e.g. after an outside transfer)."""
+        body = _required_text(body, "the reply")
+        async with self._uow() as uow:
+            case, now, _ = await self._begin(uow, case_id)
+            if case.status == Status.CLOSED:
+                raise DomainError("the case is closed; reopen it before replying")
+            self._record_reply(uow, case, actor, body, now)
+            self._event(uow, case, actor, "reply", Status(case.status), Status(case.status), now)
+            return await self._save(uow, case, now)
+
+    async def close(self, case_id: int, actor: Actor, note: str | None = None) -> CaseView:
+        async with self._uow() as uow:
+            case, now, _ = await self._begin(uow, case_id)
+            if case.status == Status.TRANSFERRED and case.transfer_authority is None:
+                raise DomainError("a case transferred to a unit of the bureau is closed by that unit after handling")
+            source = self._move(case, Action.CLOSE)
+            if case.replied_at is None:
+                raise DomainError("a case cannot be closed before a reply to the complainant is recorded")
+            case.closed_at = now
+            self._meet(case, now, *(d.clock for d in case.deadlines))
+            return await self._finish(uow, case, actor, Action.CLOSE, source, now, note)
+
+    async def reopen(self, case_id: int, actor: Actor, reason: str) -> CaseView:
+        reason = _required_text(reason, "the reason for reopening")
+        async with self._uow() as uow:
+            case, now, calendar = await self._begin(uow, case_id)
+            source = Status(case.status)
+            check(Action.REOPEN, source)
+            target = Status.IN_PROGRESS if case.accepted_at is not None else Status.RECEIVED
+            case.status = target.value
+            case.closed_at = None
+            case.replied_at = None  # the new round needs its own reply before closing again
+            self._start_clocks(case, "accepted" if target == Status.IN_PROGRESS else "received", now, calendar)
+            return await self._finish(uow, case, actor, Action.REOPEN, source, now, reason)
+
+    async def extend(self, case_id: int, actor: Actor, clock: str, approval: str) -> CaseView:
+        """Extend a clock that allows it (e.g. the tip-off check, +15 working days with approval)."""
+        approval = _required_text(approval, "the approval (who approved and why)")
+        async with self._uow() as uow:
+            case, now, calendar = await self._begin(uow, case_id)
+            row = next((d for d in case.deadlines if d.clock == clock and d.met_at is None), None)
+            if row is None:
+                raise DomainError(f"the case has no open {clock} deadline")
+            if row.extended:
+                raise DomainError(f"the {clock} deadline was already extended")
+            version = self._policy.clock(clock).version_for(self._local_date(case.received_at))
+            if not version.extension:
+                raise DomainError(f"the {clock} deadline cannot be extended")
+            due = compute_due(version, row.started_on, calendar, extended=True)
+            row.due_on, row.provisional, row.extended = due.on, due.provisional, True
+            self._event(uow, case, actor, "extend", Status(case.status), Status(case.status), now, note=approval,
+                        data={"clock": clock, "due_on": due.on.isoformat()})
+            return await self._save(uow, case, now)
+
+    async def get(self, case_id: int) -> CaseView:
+        async with self._uow() as uow:
+            case = await uow.cases.get(case_id)
+            if case is None:
+                raise CaseNotFound(f"no case with id {case_id}")
+            return self._view(case)
+
+    # -- internals ------------------------------------------------------------------------
+
+    async def _begin(self, uow: UnitOfWork, case_id: int) -> tuple[Case, datetime, WorkingCalendar]:
+        case = await uow.cases.get(case_id, for_update=True)
+        if case is None:
+            raise CaseNotFound(f"no case with id {case_id}")
+        return case, self._clock.now(), await self._calendar(uow)
+
+    async def _finish(self, uow, case, actor, action, source, now, note=None, data=None) -> CaseView:
+        self._event(uow, case, actor, action.value, source, Status(case.status), now, note=note, data=data)
+        return await self._save(uow, case, now)
+
+    async def _save(self, uow: UnitOfWork, case: Case, now: datetime) -> CaseView:
+        case.updated_at = now
+        case.next_due_on = _next_due(case)
+        await uow.flush()
+        view = self._view(case)
+        await uow.commit()
+        return view
+
+    @staticmethod
+    def _move(case: Case, action: Action) -> Status:
+        source = Status(case.status)
+        target = check(action, source)
+        case.status = target.value
+        return source
+
+    async def _calendar(self, uow: UnitOfWork) -> WorkingCalendar:
+        return WorkingCalendar(await uow.holidays.as_mapping())
+
+    def _local_date(self, moment: datetime) -> date:
+        return moment.astimezone(self._tz).date()
+
+    def _start_clocks(self, case, starts_at, moment, calendar, *, only=(), exclude=()) -> None:
+        real_name = not case.anonymous and case.complainant_id is not None
+        start = self._local_date(moment)
+        governing = self._local_date(case.received_at)
+        existing = {d.clock: d for d in case.deadlines}
+        for clock in self._policy.clocks_for(Kind(case.kind), starts_at=starts_at, real_name=real_name):
+            if (only and clock.id not in only) or clock.id in exclude:
+                continue
+            version = clock.version_for(governing)
+            due = compute_due(version, start, calendar)
+            row = existing.get(clock.id)
+            if row is None:
+                row = CaseDeadline(clock=clock.id)
+                case.deadlines.append(row)
+            row.started_on, row.due_on, row.provisional = start, due.on, due.provisional
+            row.basis, row.extended, row.met_at = version.basis, False, None
+
+    @staticmethod
+    def _meet(case: Case, now: datetime, *clocks: str) -> None:
+        for row in case.deadlines:
+            if row.clock in clocks and row.met_at is None:
+                row.met_at = now
+
+    def _record_reply(self, uow: UnitOfWork, case: Case, actor: Actor, body: str, now: datetime) -> None:
+        staff_id = actor.id if actor.type == "staff" else None
+        uow.session.add(CaseMessage(case_id=case.id, direction="out", body=body, is_reply=True,
+                                    staff_user_id=staff_id, created_at=now))
+        case.replied_at = now
+        if case.decided_at is not None:
+            self._meet(case, now, "informant_notice")
+
+    async def _assign(self, uow: UnitOfWork, case: Case, lead: str | None, co: tuple[str, ...], now) -> None:
+        codes = [c for c in (lead, *co) if c]
+        units = await uow.units.by_codes(codes)
+        missing = [c for c in codes if c not in units]
+        if missing:
+            raise DomainError(f"routing names units missing from the database: {', '.join(missing)} (run qinglang migrate)")
+        for code in codes:
+            role = "lead" if code == lead else "co"
+            case.assignments.append(CaseUnit(case_id=case.id, unit=units[code], unit_id=units[code].id,
+                                             role=role, assigned_at=now))
+
+    @staticmethod
+    def _replace_lead(case: Case, unit: Unit, now: datetime) -> None:
+        for assignment in case.assignments:
+            if assignment.role == "lead" and assignment.active:
+                assignment.active = False
+        case.assignments.append(CaseUnit(case_id=case.id, unit=unit, unit_id=unit.id, role="lead", assigned_at=now))
+
+    async def _complainant(self, uow: UnitOfWork, new: NewCase, now: datetime) -> Complainant | None:
+        info = new.complainant
+        if info is None:
+            return None
+        person = None
+        if info.channel_user_id:
+            person = await uow.complainants.by_channel_user(new.channel, info.channel_user_id)
+        if person is None:
+            person = Complainant(channel=new.channel, channel_user_id=info.channel_user_id, created_at=now)
+            uow.session.add(person)
+        for name in ("name", "phone", "email"):
+            if getattr(info, name):
+                setattr(person, name, getattr(info, name))
+        person.language = info.language
+        return person
+
+    @staticmethod
+    def _event(uow, case, actor, action, source, target, now, *, note=None, data=None) -> None:
+        uow.session.add(CaseEvent(
+            case_id=case.id, actor_type=actor.type, actor_id=actor.id, action=action,
+            from_status=source.value if source else None, to_status=target.value if target else None,
+            note=note, data=data, created_at=now,
+        ))
+
+    @staticmethod
+    def _view(case: Case, routing: RoutingDecision | None = None) -> CaseView:
+        active = [a for a in case.assignments if a.active]
+        lead = next((a.unit.code for a in active if a.role == "lead"), None)
+        return CaseView(
+            id=case.id,
+            number=case.number,
+            kind=case.kind,
+            category=case.category,
+            status=Status(case.status),
+            lead_unit=lead,
+            co_units=tuple(a.unit.code for a in active if a.role == "co"),
+            deadlines=tuple(
+                DeadlineView(d.clock, d.due_on, d.provisional, d.met_at is not None, d.basis)
+                for d in sorted(case.deadlines, key=lambda d: d.due_on)
+            ),
+            next_due_on=case.next_due_on,
+            transfer_authority=case.transfer_authority,
+            routing=routing,
+        )
+
+
+def _next_due(case: Case) -> date | None:
+    return min((d.due_on for d in case.deadlines if d.met_at is None), default=None)
+
+
+def _validate_new_case(new: NewCase) -> None:
+    if new.category not in CATEGORY_IDS:
+        raise DomainError(f"unknown category {new.category!r}")
+    if new.focus_area is not None and new.focus_area not in FOCUS_AREAS:
+        raise DomainError(f"focus area must be 1-14, got {new.focus_area}")
+    _required_text(new.description, "a description of what happened", limit=MAX_DESCRIPTION)
+    if new.kind == Kind.COMPLAINT and (new.anonymous or new.complainant is None):
+        raise DomainError("a complaint (投诉) needs the complainant's identity; an anonymous report is a tip-off (举报)")
+    if new.received_at is not None and new.received_at.tzinfo is None:
+        raise DomainError("received_at must carry a time zone")
+    if new.amount_fen is not None and new.amount_fen < 0:
+        raise DomainError("the amount paid cannot be negative")
+
+
+def _required_text(value: str | None, what: str, limit: int = MAX_REPLY) -> str:
+    if value is None or not value.strip():
+        raise DomainError(f"{what} is required")
+    if len(value) > limit:
+        raise DomainError(f"{what} is longer than {limit} characters")
+    return value.strip()

@@ -1,0 +1,557 @@
+"""Content-addressed store for complaint evidence (screenshots, videos, documents).
+
+Every upload is streamed to a temporary file inside the store root, hashed on
+the way, checked against a size limit and a list of accepted types, and then
+moved atomically to ``root/<sha[:2]>/<sha[2:4]>/<sha>``.  The type is decided
+from the *content* only; the name the consumer gave the file is kept as
+metadata and never reaches a path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import hashlib
+import io
+import os
+import re
+import tempfile
+import unicodedata
+import zipfile
+from collections.abc import AsyncIterable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+import puremagic
+
+from qinglang.errors import ConfigError, QinglangError
+
+__all__ = [
+    "DEFAULT_ALLOWED_TYPES",
+    "DEFAULT_MAX_BYTES",
+    "DOCX",
+    "XLSX",
+    "EvidenceEmpty",
+    "EvidenceLimits",
+    "EvidenceRejected",
+    "EvidenceStore",
+    "EvidenceTooLarge",
+    "EvidenceTypeNotAllowed",
+    "StoredFile",
+    "sanitize_original_name",
+    "sniff_mime",
+]
+
+DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+OCTET_STREAM = "application/octet-stream"
+
+DEFAULT_MAX_BYTES = 50 * 1024 * 1024
+
+DEFAULT_ALLOWED_TYPES: frozenset[str] = frozenset(
+    {
+        "image/jpeg",
+        "image/png",
+        "image/gif",
+        "image/webp",
+        "image/heic",
+        "video/mp4",
+        "video/quicktime",
+        "audio/mpeg",
+        "audio/ogg",
+        "audio/mp4",
+        "application/pdf",
+        "text/plain",
+        DOCX,
+        XLSX,
+    }
+)
+
+# Short names shown to consumers, in the order they are listed.
+_LABELS: dict[str, str] = {
+    "image/jpeg": "JPEG",
+    "image/png": "PNG",
+    "image/gif": "GIF",
+    "image/webp": "WebP",
+    "image/heic": "HEIC",
+    "video/mp4": "MP4",
+    "video/quicktime": "MOV",
+    "audio/mpeg": "MP3",
+    "audio/ogg": "OGG",
+    "audio/mp4": "M4A",
+    "application/pdf": "PDF",
+    "text/plain": "TXT",
+    DOCX: "Word (DOCX)",
+    XLSX: "Excel (XLSX)",
+    "application/zip": "ZIP 压缩包",
+    "application/x-executable": "可执行程序",
+    "application/vnd.microsoft.portable-executable": "可执行程序",
+    "text/html": "HTML 网页",
+    OCTET_STREAM: "未知类型",
+}
+
+_SHA256_RE = re.compile(r"[0-9a-f]{64}")
+# C0/C1 control characters and DEL, except the whitespace ones (\t \n \v \f \r).
+_TEXT_CONTROL_RE = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f]")
+_HEAD_BYTES = 8192
+_BLOCK = 1024 * 1024
+_INCOMING = ".incoming"
+
+
+# --------------------------------------------------------------------------- errors
+
+
+class EvidenceRejected(QinglangError):
+    """The upload was refused; the message can be shown to the consumer as is."""
+
+
+class EvidenceTooLarge(EvidenceRejected):
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        super().__init__(
+            f"文件太大：单个证据文件不能超过 {_human_size(max_bytes)}，请压缩或截取后重新提交"
+            f" (file too large, limit {max_bytes} bytes)"
+        )
+
+
+class EvidenceTypeNotAllowed(EvidenceRejected):
+    def __init__(self, detected: str, allowed: frozenset[str]) -> None:
+        self.detected = detected
+        self.allowed = allowed
+        label = _LABELS.get(detected)
+        shown = f"{label}（{detected}）" if label else detected
+        super().__init__(
+            f"不支持的文件类型：检测到 {shown}；可接受的类型：{_accepted_list(allowed)}"
+            f" (file type not accepted)"
+        )
+
+
+class EvidenceEmpty(EvidenceRejected):
+    def __init__(self) -> None:
+        super().__init__("文件是空的（0 字节），请重新选择文件后提交 (empty file)")
+
+
+def _human_size(n: int) -> str:
+    for unit, size in (("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
+        if n >= size:
+            value = n / size
+            return f"{value:.0f} {unit}" if value == int(value) else f"{value:.1f} {unit}"
+    return f"{n} 字节"
+
+
+def _accepted_list(allowed: frozenset[str]) -> str:
+    order = list(_LABELS)
+    ranked = sorted(allowed, key=lambda m: (order.index(m) if m in order else len(order), m))
+    return "、".join(_LABELS.get(m, m) for m in ranked) or "（无）"
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass(frozen=True)
+class EvidenceLimits:
+    max_bytes: int = DEFAULT_MAX_BYTES
+    allowed_types: frozenset[str] = field(default=DEFAULT_ALLOWED_TYPES)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.max_bytes, bool) or not isinstance(self.max_bytes, int) or self.max_bytes <= 0:
+            raise ValueError(f"max_bytes must be a positive integer, got {self.max_bytes!r}")
+        if isinstance(self.allowed_types, str):
+            raise TypeError("allowed_types must be a collection of MIME types, not a string")
+        object.__setattr__(self, "allowed_types", frozenset(self.allowed_types))
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    sha256: str
+    size: int
+    mime: str
+    path: Path
+    original_name: str | None
+    duplicate: bool
+
+
+# --------------------------------------------------------------------------- names
+
+
+def sanitize_original_name(name: str | None) -> str | None:
+    """The consumer's file name made safe to keep as metadata (never as a path).
+
+    Control/format characters (including bidi overrides) are removed, only the
+    last path component is kept, and the result is capped at 255 characters.
+    Returns None when nothing meaningful remains.
+    """
+    if name is None:
+        return None
+    if not isinstance(name, str):
+        raise TypeError(f"original_name must be str or None, got {type(name).__name__}")
+    name = unicodedata.normalize("NFC", name)
+    name = "".join(
+        ch for ch in name if unicodedata.category(ch) not in ("Cc", "Cf", "Cs", "Zl", "Zp")
+    )
+    parts = [p.strip() for p in re.split(r"[/\\]", name)]
+    parts = [p for p in parts if p not in ("", ".", "..")]
+    if not parts:
+        return None
+    name = parts[-1]
+    if len(name) > 255:
+        stem, dot, ext = name.rpartition(".")
+        if dot and stem and 0 < len(ext) <= 16:
+            name = stem[: 255 - len(ext) - 1].rstrip() + "." + ext
+        else:
+            name = name[:255].rstrip()
+    return name or None
+
+
+# --------------------------------------------------------------------------- sniffing
+
+
+def _ftyp_mime(head: bytes) -> str | None:
+    """ISO base media (MP4 / MOV / M4A / HEIC) from the leading 'ftyp' box."""
+    if len(head) < 12 or head[4:8] != b"ftyp":
+        return None
+    box = int.from_bytes(head[0:4], "big")
+    end = min(box if box >= 16 else 16, len(head))
+    major = head[8:12]
+    brands = {major} | {head[i : i + 4] for i in range(16, end - 3, 4)}
+    if brands & {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx"}:
+        return "image/heic"
+    if brands & {b"avif", b"avis"}:
+        return "image/avif"
+    if major in (b"mif1", b"msf1"):
+        return "image/heif"
+    if major == b"qt  ":
+        return "video/quicktime"
+    if major in (b"M4A ", b"M4B ", b"M4P "):
+        return "audio/mp4"
+    if major.startswith(b"3g2"):
+        return "video/3gpp2"
+    if major.startswith(b"3gp"):
+        return "video/3gpp"
+    if brands & {
+        b"isom", b"iso2", b"iso3", b"iso4", b"iso5", b"iso6", b"iso8", b"iso9",
+        b"mp41", b"mp42", b"mp71", b"avc1", b"dash", b"M4V ", b"MSNV", b"NDAS", b"mmp4",
+    }:
+        return "video/mp4"
+    if b"qt  " in brands:
+        return "video/quicktime"
+    return None
+
+
+def _mpeg_audio_frame(head: bytes) -> bool:
+    if len(head) < 4 or head[0] != 0xFF or head[1] & 0xE0 != 0xE0:
+        return False
+    version = (head[1] >> 3) & 0x3
+    layer = (head[1] >> 1) & 0x3
+    bitrate = head[2] >> 4
+    rate = (head[2] >> 2) & 0x3
+    return version != 1 and layer != 0 and bitrate not in (0, 15) and rate != 3
+
+
+def _zip_mime(open_zip: Callable[[], BinaryIO]) -> str:
+    try:
+        with open_zip() as fh, zipfile.ZipFile(fh) as zf:
+            names = zf.namelist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        return "application/zip"
+    macros = any(n.endswith("vbaProject.bin") for n in names)
+    if any(n.startswith("word/") for n in names):
+        return "application/vnd.ms-word.document.macroEnabled.12" if macros else DOCX
+    if any(n.startswith("xl/") for n in names):
+        return "application/vnd.ms-excel.sheet.macroEnabled.12" if macros else XLSX
+    return "application/zip"
+
+
+def _binary_signature(head: bytes, open_zip: Callable[[], BinaryIO]) -> str | None:
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if head.startswith((b"GIF87a", b"GIF89a")):
+        return "image/gif"
+    if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
+        return "image/webp"
+    if b"%PDF-" in head[:1024]:
+        return "application/pdf"
+    ftyp = _ftyp_mime(head)
+    if ftyp:
+        return ftyp
+    if head[4:8] in (b"moov", b"mdat", b"wide", b"free", b"skip", b"pnot"):
+        return "video/quicktime"  # classic QuickTime without an ftyp box
+    if head.startswith(b"OggS"):
+        first = head[:4096]
+        if b"\x80theora" in first:
+            return "video/ogg"
+        if any(tag in first for tag in (b"\x01vorbis", b"OpusHead", b"\x7fFLAC", b"Speex   ")):
+            return "audio/ogg"
+        return "application/ogg"
+    if head.startswith(b"ID3") and len(head) >= 5 and 2 <= head[3] <= 4 and head[4] != 0xFF:
+        return "audio/mpeg"
+    if _mpeg_audio_frame(head):
+        return "audio/mpeg"
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        return _zip_mime(open_zip)
+    if head.startswith(b"\x7fELF"):
+        return "application/x-executable"
+    if head.startswith(b"MZ"):
+        return "application/vnd.microsoft.portable-executable"
+    if head[:4] in (b"\xfe\xed\xfa\xce", b"\xfe\xed\xfa\xcf", b"\xce\xfa\xed\xfe",
+                    b"\xcf\xfa\xed\xfe", b"\xca\xfe\xba\xbe"):
+        return "application/x-mach-binary"
+    return None
+
+
+# Types whose real files the signatures above always recognise: puremagic is
+# never trusted to hand one of them out on a weak guess.
+_OWN_TYPES = DEFAULT_ALLOWED_TYPES | {
+    "image/heif", "image/avif", "video/3gpp", "video/3gpp2", "video/ogg", "application/ogg",
+    "application/zip",
+}
+
+_MARKUP_PREFIXES: tuple[tuple[bytes, str], ...] = (
+    (b"<!doctype html", "text/html"),
+    (b"<html", "text/html"),
+    (b"<head", "text/html"),
+    (b"<body", "text/html"),
+    (b"<script", "text/html"),
+    (b"<iframe", "text/html"),
+    (b"<frameset", "text/html"),
+    (b"<table", "text/html"),
+    (b"<div", "text/html"),
+    (b"<a ", "text/html"),
+    (b"<img", "text/html"),
+    (b"<style", "text/html"),
+    (b"<title", "text/html"),
+    (b"<!--", "text/html"),
+    (b"<svg", "image/svg+xml"),
+    (b"<?xml", "application/xml"),
+    (b"<?php", "application/x-httpd-php"),
+    (b"#!", "text/x-script"),
+    (b"%!ps", "application/postscript"),
+    (b"{\\rtf", "application/rtf"),
+)
+
+
+def _text_markup(head: bytes) -> str | None:
+    lead = head.removeprefix(b"\xef\xbb\xbf").lstrip(b" \t\r\n\x0b\x0c")[:64].lower()
+    for prefix, mime in _MARKUP_PREFIXES:
+        if lead.startswith(prefix):
+            if mime == "application/xml" and b"<svg" in head.lower():
+                return "image/svg+xml"
+            return mime
+    return None
+
+
+def _puremagic_best(head: bytes, min_confidence: float) -> str | None:
+    try:
+        results = puremagic.magic_string(head)
+    except Exception:  # PureError when nothing matches; be lenient with odd input
+        return None
+    for r in results:
+        if r.mime_type and r.confidence >= min_confidence:
+            return r.mime_type
+    return None
+
+
+def _detect(head: bytes, is_text: bool, open_zip: Callable[[], BinaryIO]) -> str:
+    mime = _binary_signature(head, open_zip)
+    if mime:
+        return mime
+    if is_text:
+        # Plain text is plain text even when it happens to begin like a mail
+        # header or some rare binary magic, so puremagic is not consulted;
+        # only active markup/scripts (HTML, SVG, XML, shebang...) are singled out.
+        return _text_markup(head) or "text/plain"
+    mime = _puremagic_best(head, 0.0)
+    if mime and mime not in _OWN_TYPES:
+        return mime
+    return OCTET_STREAM
+
+
+class _TextCheck:
+    """Incrementally decides whether a byte stream is clean UTF-8 text."""
+
+    def __init__(self) -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8")()
+        self.ok = True
+
+    def feed(self, data: bytes, final: bool = False) -> None:
+        if not self.ok:
+            return
+        try:
+            text = self._decoder.decode(data, final)
+        except UnicodeDecodeError:
+            self.ok = False
+            return
+        if _TEXT_CONTROL_RE.search(text):
+            self.ok = False
+
+
+def sniff_mime(data: bytes) -> str:
+    """MIME type of an in-memory blob, by the same rules the store applies."""
+    check = _TextCheck()
+    check.feed(bytes(data), final=True)
+    return _detect(bytes(data[:_HEAD_BYTES]), check.ok, lambda: io.BytesIO(data))
+
+
+# --------------------------------------------------------------------------- store
+
+
+class _Sink:
+    """Temp file + running hash + head capture + text check (runs in a worker thread)."""
+
+    def __init__(self, fh: BinaryIO) -> None:
+        self.fh = fh
+        self.hash = hashlib.sha256()
+        self.size = 0
+        self.head = bytearray()
+        self.text = _TextCheck()
+
+    def write(self, data: bytes) -> None:
+        self.fh.write(data)
+        self.hash.update(data)
+        self.size += len(data)
+        if len(self.head) < _HEAD_BYTES:
+            self.head += data[: _HEAD_BYTES - len(self.head)]
+        self.text.feed(data)
+
+    def close(self) -> None:
+        self.fh.flush()
+        os.fsync(self.fh.fileno())
+        self.fh.close()
+        self.text.feed(b"", final=True)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+class EvidenceStore:
+    def __init__(self, root: Path, limits: EvidenceLimits | None = None) -> None:
+        self.root = Path(root).expanduser().absolute()
+        self.limits = limits if limits is not None else EvidenceLimits()
+        self._incoming = self.root / _INCOMING
+        try:
+            self._incoming.mkdir(parents=True, exist_ok=True)
+            fd, probe = tempfile.mkstemp(dir=self._incoming, prefix="probe-")
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as exc:
+            reason = exc.strerror or exc.__class__.__name__
+            raise ConfigError(
+                f"证据存储目录无法创建或写入：{self.root}（{reason}）"
+                f" (evidence directory not usable: {self.root})"
+            ) from exc
+
+    # -- addressing ------------------------------------------------------
+
+    def path_for(self, sha256: str) -> Path:
+        if not isinstance(sha256, str) or not _SHA256_RE.fullmatch(sha256):
+            raise ValueError(f"not a sha256 hex digest (64 lowercase hex): {sha256!r:.80}")
+        return self.root / sha256[:2] / sha256[2:4] / sha256
+
+    def exists(self, sha256: str) -> bool:
+        return self.path_for(sha256).is_file()
+
+    def open(self, sha256: str) -> BinaryIO:
+        """Open a stored file for reading (binary). FileNotFoundError if absent."""
+        return open(self.path_for(sha256), "rb")
+
+    def verify(self, sha256: str) -> bool:
+        """Re-hash the stored file; False if it is missing or its content changed."""
+        path = self.path_for(sha256)
+        digest = hashlib.sha256()
+        try:
+            with open(path, "rb") as fh:
+                while block := fh.read(_BLOCK):
+                    digest.update(block)
+        except (FileNotFoundError, IsADirectoryError):
+            return False
+        return digest.hexdigest() == sha256
+
+    # -- writing ---------------------------------------------------------
+
+    async def put(
+        self,
+        chunks: AsyncIterable[bytes] | bytes,
+        *,
+        original_name: str | None = None,
+    ) -> StoredFile:
+        name = sanitize_original_name(original_name)
+        fd, tmp_name = await asyncio.to_thread(
+            tempfile.mkstemp, dir=self._incoming, prefix="put-", suffix=".part"
+        )
+        tmp = Path(tmp_name)
+        sink = _Sink(os.fdopen(fd, "wb"))
+        try:
+            await self._stream(chunks, sink)
+            return await asyncio.to_thread(self._finish, sink, tmp, name)
+        except BaseException:
+            # Also on cancellation: nothing partial may remain.
+            try:
+                sink.fh.close()
+            except Exception:
+                pass
+            tmp.unlink(missing_ok=True)
+            raise
+
+    async def _stream(self, chunks: AsyncIterable[bytes] | bytes, sink: _Sink) -> None:
+        limit = self.limits.max_bytes
+        if isinstance(chunks, (bytes, bytearray, memoryview)):
+            view = memoryview(chunks).cast("B")
+            if len(view) > limit:
+                raise EvidenceTooLarge(limit)
+            for start in range(0, len(view), _BLOCK):
+                await asyncio.to_thread(sink.write, bytes(view[start : start + _BLOCK]))
+            return
+        if not isinstance(chunks, AsyncIterable):
+            raise TypeError(f"put() needs bytes or an async iterable of bytes, got {type(chunks).__name__}")
+        it = aiter(chunks)
+        try:
+            async for chunk in it:
+                if not isinstance(chunk, (bytes, bytearray, memoryview)):
+                    raise TypeError(f"evidence chunks must be bytes, got {type(chunk).__name__}")
+                if not chunk:
+                    continue
+                if sink.size + len(chunk) > limit:
+                    raise EvidenceTooLarge(limit)
+                await asyncio.to_thread(sink.write, bytes(chunk))
+        except BaseException:
+            aclose = getattr(it, "aclose", None)
+            if aclose is not None:
+                try:
+                    await aclose()
+                except Exception:
+                    pass
+            raise
+
+    def _finish(self, sink: _Sink, tmp: Path, name: str | None) -> StoredFile:
+        sink.close()
+        if sink.size == 0:
+            raise EvidenceEmpty()
+        mime = _detect(bytes(sink.head), sink.text.ok, lambda: open(tmp, "rb"))
+        if mime not in self.limits.allowed_types:
+            raise EvidenceTypeNotAllowed(mime, self.limits.allowed_types)
+        sha = sink.hash.hexdigest()
+        dest = self.path_for(sha)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        duplicate = dest.is_file() and dest.stat().st_size == sink.size
+        if duplicate:
+            tmp.unlink()
+        else:
+            # Missing, or damaged (wrong size): the fresh copy takes its place.
+            os.replace(tmp, dest)
+            _fsync_dir(dest.parent)
+        return StoredFile(
+            sha256=sha, size=sink.size, mime=mime, path=dest, original_name=name, duplicate=duplicate
+        )

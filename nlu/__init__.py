@@ -1,0 +1,1 @@
+"""Understanding complaint texts: taxonomy, entities, classifiers."""

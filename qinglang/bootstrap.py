@@ -1,0 +1,88 @@
+"""Wiring: build every dependency from settings, in one place, on demand (never at import time)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from db.engine import create_engine, create_session_factory
+from db.uow import UnitOfWorkFactory
+from intake.cases import CaseService
+from intake.clock import Clock, SystemClock
+from intake.deadlines import DeadlinePolicy, load_policy
+from intake.evidence import EvidenceLimits, EvidenceStore
+from qinglang.errors import ConfigError
+from qinglang.settings import Settings
+from routing.directory import UnitDirectory, load_directory
+from routing.rules import RoutingTable, load_rules
+from web.accounts import AccountService
+
+
+@dataclass
+class Container:
+    settings: Settings
+    engine: AsyncEngine
+    uow: UnitOfWorkFactory
+    clock: Clock
+    directory: UnitDirectory
+    routing: RoutingTable
+    policy: DeadlinePolicy
+    evidence: EvidenceStore
+    cases: CaseService = field(init=False)
+    accounts: AccountService = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.cases = CaseService(
+            self.uow, self.routing, self.policy, self.clock, self.settings.tz, self.settings.rules.case_number_prefix
+        )
+        self.accounts = AccountService(self.uow, self.clock)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+
+def load_rules_files(settings: Settings) -> tuple[UnitDirectory, RoutingTable, DeadlinePolicy]:
+    """Load and validate the administrator-edited data files; errors name file and line."""
+    directory = load_directory(settings.rules.units_file)
+    routing = load_rules(settings.rules.routing_file, directory)
+    policy = load_policy(settings.rules.deadlines_file)
+    return directory, routing, policy
+
+
+def ensure_data_dir(path: Path) -> Path:
+    """Create the data directory and prove it is writable, or say what to fix in one line."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-check-"):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise ConfigError(
+            f"data directory {path} is not usable ({reason}); set QINGLANG_DATA_DIR to a writable directory"
+        ) from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigError(f"data directory {path} is not writable; set QINGLANG_DATA_DIR to a writable directory")
+    return path
+
+
+def build_container(settings: Settings, *, clock: Clock | None = None) -> Container:
+    directory, routing, policy = load_rules_files(settings)
+    data_dir = ensure_data_dir(settings.storage.data_dir)
+    engine = create_engine(settings.database_url, echo=settings.database.database_echo)
+    evidence = EvidenceStore(
+        data_dir / "evidence", EvidenceLimits(max_bytes=settings.storage.max_evidence_bytes)
+    )
+    return Container(
+        settings=settings,
+        engine=engine,
+        uow=UnitOfWorkFactory(create_session_factory(engine)),
+        clock=clock or SystemClock(),
+        directory=directory,
+        routing=routing,
+        policy=policy,
+        evidence=evidence,
+    )

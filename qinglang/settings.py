@@ -1,0 +1,184 @@
+"""Settings from the environment (prefix QINGLANG_) and an optional .env file, one class per concern."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from qinglang.errors import ConfigError
+
+_ENV = SettingsConfigDict(env_prefix="QINGLANG_", env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+# Accepted spellings of a database URL and the async driver each one means.
+_DRIVERS = {
+    "sqlite": "sqlite+aiosqlite",
+    "sqlite+aiosqlite": "sqlite+aiosqlite",
+    "postgresql": "postgresql+asyncpg",
+    "postgres": "postgresql+asyncpg",
+    "postgresql+asyncpg": "postgresql+asyncpg",
+}
+
+
+class StorageSettings(BaseSettings):
+    model_config = _ENV
+
+    data_dir: Path = Path("data")
+    max_evidence_bytes: int = Field(default=50 * 1024 * 1024, ge=1)
+
+    @property
+    def evidence_dir(self) -> Path:
+        return self.data_dir / "evidence"
+
+
+class DatabaseSettings(BaseSettings):
+    model_config = _ENV
+
+    database_url: str | None = None  # None: a SQLite file under the data directory
+    database_echo: bool = False
+
+    def resolved_url(self, data_dir: Path) -> str:
+        """The URL with its async driver; a malformed or unsupported URL is a ConfigError."""
+        if not self.database_url:
+            return f"sqlite+aiosqlite:///{(data_dir / 'qinglang.db').resolve()}"
+        return normalise_database_url(self.database_url)
+
+
+class BotSettings(BaseSettings):
+    model_config = _ENV
+
+    bot_token: SecretStr | None = None
+    bot_api_base: str = "https://api.telegram.org"
+
+    @field_validator("bot_token")
+    @classmethod
+    def _token_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        number, _, secret = value.get_secret_value().partition(":")
+        if not number.isdigit() or len(secret) < 20:
+            raise ValueError("a bot token looks like 123456:ABC-DEF... (from @BotFather)")
+        return value
+
+
+class RedisSettings(BaseSettings):
+    model_config = _ENV
+
+    redis_url: SecretStr | None = None
+
+
+class NluSettings(BaseSettings):
+    model_config = _ENV
+
+    rasa_url: str | None = None
+    nlu_backend: str = "embedded"
+
+
+class WebSettings(BaseSettings):
+    model_config = _ENV
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    timezone: str = "Asia/Shanghai"
+    secret_key: SecretStr | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (for example Asia/Shanghai)") from None
+        return value
+
+
+class RulesSettings(BaseSettings):
+    """Data files an administrator edits; None means the packaged default."""
+
+    model_config = _ENV
+
+    units_file: Path | None = None
+    routing_file: Path | None = None
+    deadlines_file: Path | None = None
+    case_number_prefix: str = Field(default="LW", pattern=r"^[A-Z]{1,6}$")
+
+
+@dataclass(frozen=True)
+class Settings:
+    storage: StorageSettings
+    database: DatabaseSettings
+    bot: BotSettings
+    redis: RedisSettings
+    nlu: NluSettings
+    web: WebSettings
+    rules: RulesSettings
+
+    @property
+    def database_url(self) -> str:
+        return self.database.resolved_url(self.storage.data_dir)
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.web.timezone)
+
+
+def load_settings(env_file: str | os.PathLike[str] | None = ".env", **overrides: object) -> Settings:
+    """Read every settings class; any invalid value ends in a ConfigError naming the variable."""
+    parts = {
+        "storage": StorageSettings,
+        "database": DatabaseSettings,
+        "bot": BotSettings,
+        "redis": RedisSettings,
+        "nlu": NluSettings,
+        "web": WebSettings,
+        "rules": RulesSettings,
+    }
+    built = {}
+    for name, cls in parts.items():
+        own = {k: v for k, v in overrides.items() if k in cls.model_fields}
+        try:
+            built[name] = cls(_env_file=env_file, **own)
+        except ValidationError as exc:
+            raise ConfigError(_describe(exc)) from None
+    settings = Settings(**built)
+    settings.database_url  # noqa: B018 - validates the URL early
+    return settings
+
+
+def normalise_database_url(raw: str) -> str:
+    try:
+        url = make_url(raw)
+    except ArgumentError:
+        raise ConfigError(
+            f"QINGLANG_DATABASE_URL is not a database URL: {_redact(raw)!r}; "
+            "use sqlite+aiosqlite:///path/to/file.db or postgresql+asyncpg://user@host:5432/db"
+        ) from None
+    driver = _DRIVERS.get(url.drivername)
+    if driver is None:
+        raise ConfigError(
+            f"QINGLANG_DATABASE_URL uses unsupported driver {url.drivername!r}; "
+            "use sqlite+aiosqlite or postgresql+asyncpg"
+        )
+    if driver.startswith("sqlite") and not url.database:
+        raise ConfigError("QINGLANG_DATABASE_URL names no SQLite file; use sqlite+aiosqlite:///path/to/file.db")
+    if driver.startswith("postgresql") and not (url.host and url.database):
+        raise ConfigError("QINGLANG_DATABASE_URL needs a host and a database name: postgresql+asyncpg://user@host:5432/db")
+    return url.set(drivername=driver).render_as_string(hide_password=False)
+
+
+def _redact(raw: str) -> str:
+    head, sep, tail = raw.rpartition("@")
+    return f"***@{tail}" if sep else raw
+
+
+def _describe(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    field = str(err["loc"][0]) if err["loc"] else "?"
+    message = err["msg"].removeprefix("Value error, ")
+    return f"QINGLANG_{field.upper()}: {message}"

@@ -1,0 +1,1 @@
+"""Dashboard aggregates and the seed's statistics forms."""

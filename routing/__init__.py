@@ -1,0 +1,1 @@
+"""Unit directory, routing rules, jurisdiction and transfer."""

@@ -1,0 +1,178 @@
+"""The `qinglang` command line as a user runs it: real processes, real database, one-line errors."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run(args, env, timeout=120):
+    return subprocess.run(
+        [sys.executable, "-m", "qinglang.cli", *args],
+        env=env, capture_output=True, text=True, timeout=timeout, cwd=env["HOME"],
+    )
+
+
+@pytest.fixture
+def env(tmp_path, database_url):
+    base = {k: v for k, v in os.environ.items() if not k.startswith("QINGLANG_")}
+    base.update(HOME=str(tmp_path), QINGLANG_DATA_DIR=str(tmp_path / "data"), QINGLANG_DATABASE_URL=database_url)
+    return base
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("qinglang: error: ")
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_migrate_then_units_and_users(env):
+    migrated = run(["migrate"], env)
+    assert migrated.returncode == 0, migrated.stderr
+    assert "database at head" in migrated.stdout
+
+    units = run(["units", "list"], env)
+    assert units.returncode == 0
+    codes = [line.split("\t")[0] for line in units.stdout.splitlines()]
+    assert {"xiaobao", "jiajing", "suo_yongzhong"} <= set(codes)
+
+    name = f"u{uuid.uuid4().hex[:8]}"
+    created = run(["users", "create", name, "--unit", "消保分局", "--role", "triage"], env)
+    assert created.returncode == 0, created.stderr
+    assert "password: " in created.stdout
+
+    again = run(["users", "create", name, "--unit", "xiaobao", "--role", "triage"], env)
+    assert_one_line_error(again, "exists already")
+
+
+def test_users_create_with_api_token_prints_token_last(env):
+    assert run(["migrate"], env).returncode == 0
+    name = f"bot{uuid.uuid4().hex[:8]}"
+    created = run(["users", "create", name, "--unit", "jiajing", "--role", "handler", "--api-token"], env)
+    assert created.returncode == 0, created.stderr
+    token = created.stdout.strip().splitlines()[-1]
+    assert len(token) >= 40 and " " not in token
+    # the token is stored only as its hash
+    import asyncio
+
+    from db.engine import create_engine
+    from sqlalchemy import text
+
+    async def stored():
+        engine = create_engine(env["QINGLANG_DATABASE_URL"])
+        async with engine.connect() as conn:
+            row = (await conn.execute(text("SELECT api_token_hash, password_hash FROM staff_users WHERE username=:u"),
+                                      {"u": name})).one()
+        await engine.dispose()
+        return row
+
+    token_hash, password_hash = asyncio.run(stored())
+    assert token_hash == hashlib.sha256(token.encode()).hexdigest()
+    assert password_hash.startswith("$argon2id$")
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["--unit", "天文台", "--role", "handler"], ["unknown unit '天文台'", "qinglang units list"]),
+        (["--unit", "xiaobao", "--role", "boss"], ["unknown role 'boss'", "admin, triage, handler, leader"]),
+    ],
+)
+def test_users_create_bad_input(env, args, fragments):
+    assert run(["migrate"], env).returncode == 0
+    name = f"x{uuid.uuid4().hex[:8]}"
+    result = run(["users", "create", name, *args], env)
+    assert_one_line_error(result, *fragments)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_malformed_database_url(env):
+    env["QINGLANG_DATABASE_URL"] = "postgres//oops"
+    assert_one_line_error(run(["migrate"], env), "QINGLANG_DATABASE_URL")
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_unreachable_database(env):
+    env["QINGLANG_DATABASE_URL"] = "postgresql+asyncpg://postgres@127.0.0.1:1/none"
+    assert_one_line_error(run(["migrate"], env), "cannot migrate the database")
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_unwritable_data_directory(env, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    env["QINGLANG_DATA_DIR"] = str(blocker / "data")
+    env.pop("QINGLANG_DATABASE_URL")
+    assert_one_line_error(run(["migrate"], env), "data directory", "QINGLANG_DATA_DIR")
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+@pytest.mark.parametrize(
+    ("variable", "content", "fragments"),
+    [
+        ("QINGLANG_ROUTING_FILE", "rules:\n  - id: a\n    match: {kind: [complaint]}\n    route: {lead: nowhere}\n",
+         ["rules.yaml:4:", "nowhere"]),
+        ("QINGLANG_DEADLINES_FILE",
+         "clocks:\n  - id: x\n    labels: {zh: 甲, en: a}\n    applies_to: [complaint]\n    starts_at: whenever\n"
+         "    versions:\n      - {effective_from: 2020-01-01, length: 7, unit: working_days, basis: b}\n",
+         ["deadlines.yaml:5:", "whenever"]),
+        ("QINGLANG_UNITS_FILE", "district: {name: 龙湾区}\nunits: [\n", ["units.yaml:", "YAML"]),
+    ],
+)
+def test_bad_rule_files_are_one_line_errors_and_write_nothing(env, tmp_path, variable, content, fragments):
+    name = {"QINGLANG_ROUTING_FILE": "rules.yaml", "QINGLANG_DEADLINES_FILE": "deadlines.yaml",
+            "QINGLANG_UNITS_FILE": "units.yaml"}[variable]
+    path = tmp_path / name
+    path.write_text(content, encoding="utf-8")
+    env[variable] = str(path)
+    env.pop("QINGLANG_DATABASE_URL")
+    assert_one_line_error(run(["migrate"], env), *fragments)
+    assert not (tmp_path / "data").exists()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_serve_answers_healthz(env):
+    port = _free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "qinglang.cli", "serve", "--port", str(port)],
+        env=env, cwd=env["HOME"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        body = None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and body is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as response:
+                    body = json.loads(response.read())
+            except OSError:
+                if process.poll() is not None:
+                    pytest.fail(f"serve exited: {process.stderr.read()}")
+                time.sleep(0.2)
+        assert body is not None, "no answer from /healthz"
+        import qinglang
+
+        assert body == {"status": "ok", "version": qinglang.__version__, "database": "ok"}
+    finally:
+        process.terminate()
+        process.wait(timeout=20)

@@ -1,0 +1,56 @@
+"""Settings: defaults, environment, and one-line errors for bad values."""
+
+from __future__ import annotations
+
+import pytest
+
+from qinglang.errors import ConfigError
+from qinglang.settings import load_settings, normalise_database_url
+
+
+def test_embedded_defaults(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings(env_file=None)
+    assert settings.database_url == f"sqlite+aiosqlite:///{tmp_path / 'data' / 'qinglang.db'}"
+    assert settings.storage.evidence_dir == settings.storage.data_dir / "evidence"
+    assert settings.web.timezone == "Asia/Shanghai"
+    assert settings.bot.bot_token is None
+
+
+def test_environment_and_dotenv(tmp_path, monkeypatch):
+    env = tmp_path / ".env"
+    env.write_text("QINGLANG_BOT_TOKEN=123456:ABCDEFGHIJKLMNOPQRSTUVWXYZ\nQINGLANG_PORT=9000\n")
+    monkeypatch.setenv("QINGLANG_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+    settings = load_settings(env_file=env)
+    assert settings.database_url == "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+    assert settings.web.port == 9000
+    token = settings.bot.bot_token
+    assert token.get_secret_value().startswith("123456:")
+    assert "123456" not in repr(settings.bot)  # secrets stay out of logs
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("QINGLANG_DATABASE_URL", "not a url", "is not a database URL"),
+        ("QINGLANG_DATABASE_URL", "mysql://root@localhost/x", "unsupported driver 'mysql'"),
+        ("QINGLANG_DATABASE_URL", "postgresql+asyncpg:///nohost", "needs a host and a database"),
+        ("QINGLANG_DATABASE_URL", "sqlite+aiosqlite://", "names no SQLite file"),
+        ("QINGLANG_PORT", "99999", "QINGLANG_PORT"),
+        ("QINGLANG_TIMEZONE", "Mars/Olympus", "unknown time zone"),
+        ("QINGLANG_BOT_TOKEN", "not-a-token", "QINGLANG_BOT_TOKEN: a bot token looks like"),
+        ("QINGLANG_CASE_NUMBER_PREFIX", "lw-", "QINGLANG_CASE_NUMBER_PREFIX"),
+    ],
+)
+def test_bad_values_are_one_line_errors(monkeypatch, variable, value, message):
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(env_file=None)
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_password_is_not_echoed_in_url_errors():
+    with pytest.raises(ConfigError) as caught:
+        normalise_database_url("oracle://scott:tiger@db/x")
+    assert "tiger" not in str(caught.value)

@@ -1,0 +1,1 @@
+"""aiohttp application: health, staff console, web chat, JSON API."""
