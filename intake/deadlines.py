@@ -15,20 +15,27 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import NoReturn
-
-import yaml
-from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from typing import Any, NoReturn
 
 from intake.calendar import MAX_DAYS, DueDate, WorkingCalendar
 from nlu.taxonomy import Kind
-from qinglang.errors import ConfigError
+from qinglang.yamlfile import DuplicateKeyError, EncodingError, YamlDocument, YamlError, load_yaml
 
 DEFAULT_POLICY_PATH = Path(__file__).parent / "data" / "deadlines.yaml"
 
 
-class PolicyError(ConfigError):
+class PolicyError(YamlError):
     """The deadline policy file is missing, unreadable or wrong; the message says where."""
+
+    @classmethod
+    def from_yaml(cls, exc: YamlError) -> PolicyError:
+        """The loader's error as a PolicyError, in this file's wording for duplicate keys and encoding."""
+        problem = exc.problem
+        if isinstance(exc, DuplicateKeyError):
+            problem = f"key {exc.key!r} appears twice (first at line {exc.first_line})"
+        elif isinstance(exc, EncodingError):
+            problem = "cannot read the file: it is not UTF-8 text"
+        return cls(exc.file, exc.line, problem)
 
 
 class Unit(StrEnum):
@@ -116,6 +123,8 @@ _ID = re.compile(r"^[a-z][a-z0-9_]*$")
 _CLOCK_KEYS = {"id", "labels", "applies_to", "starts_at", "real_name_only", "versions"}
 _VERSION_KEYS = {"effective_from", "length", "unit", "extension", "basis"}
 
+_At = tuple[Any, ...]  # a path into the policy document: mapping keys and list indices
+
 
 def _choices(enum: type[StrEnum]) -> str:
     values = [e.value for e in enum]
@@ -123,98 +132,79 @@ def _choices(enum: type[StrEnum]) -> str:
 
 
 class _Reader:
-    """Walks the composed YAML nodes, so every complaint can name its line."""
+    """Reads values of the policy document by path, so every complaint can name its line."""
 
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self._constructor = yaml.constructor.SafeConstructor()
+    def __init__(self, doc: YamlDocument) -> None:
+        self.doc = doc
 
-    def fail(self, at: Node | int, problem: str) -> NoReturn:
-        line = at if isinstance(at, int) else at.start_mark.line + 1
-        raise PolicyError(f"{self.name}:{line}: {problem}")
+    def fail(self, at: _At, problem: str, *, key: bool = False) -> NoReturn:
+        raise PolicyError.from_yaml(self.doc.error(*at, problem=problem, key=key))
 
-    def value(self, node: Node, what: str) -> object:
-        if not isinstance(node, ScalarNode):
-            self.fail(node, f"{what} must be a single value, not a list or mapping")
-        try:
-            return self._constructor.construct_object(node, deep=True)
-        except (ValueError, yaml.YAMLError) as e:
-            self.fail(node, f"{what}: cannot read {node.value!r} ({e})")
+    def get(self, at: _At) -> Any:
+        data = self.doc.data
+        for step in at:
+            data = data[step]
+        return data
 
-    def text(self, node: Node, what: str) -> str:
-        v = self.value(node, what)
+    def value(self, at: _At, what: str) -> object:
+        v = self.get(at)
+        if isinstance(v, (dict, list)):
+            self.fail(at, f"{what} must be a single value, not a list or mapping")
+        return v
+
+    def text(self, at: _At, what: str) -> str:
+        v = self.value(at, what)
         if not isinstance(v, str) or not v.strip():
-            self.fail(node, f"{what} must be non-empty text, got {v!r}")
+            self.fail(at, f"{what} must be non-empty text, got {v!r}")
         return v.strip()
 
-    def sequence(self, node: Node, what: str) -> list[Node]:
-        if not isinstance(node, SequenceNode):
-            self.fail(node, f"{what} must be a list")
-        if not node.value:
-            self.fail(node, f"{what} is empty")
-        return node.value
+    def sequence(self, at: _At, what: str) -> list[_At]:
+        """The paths of the items of the non-empty list at ``at``."""
+        items = self.get(at)
+        if not isinstance(items, list):
+            self.fail(at, f"{what} must be a list")
+        if not items:
+            self.fail(at, f"{what} is empty")
+        return [(*at, i) for i in range(len(items))]
 
-    def mapping(
-        self, node: Node, what: str, *, required: set[str], optional: set[str] = frozenset()
-    ) -> dict[str, Node]:
-        if not isinstance(node, MappingNode):
-            self.fail(node, f"{what} must be a mapping of keys to values")
-        out: dict[str, Node] = {}
-        for key_node, value_node in node.value:
-            key = self.value(key_node, f"{what}: key")
-            if key in out:
-                self.fail(key_node, f"{what}: key {key!r} appears twice")
+    def mapping(self, at: _At, what: str, *, required: set[str], optional: set[str] = frozenset()) -> dict[str, _At]:
+        """The path of each key's value in the mapping at ``at``, after checking its keys."""
+        fields = self.get(at)
+        if not isinstance(fields, dict):
+            self.fail(at, f"{what} must be a mapping of keys to values")
+        for key in fields:
             if key not in required | optional:
                 allowed = ", ".join(sorted(required | optional))
-                self.fail(key_node, f"{what}: unknown key {key!r} (allowed: {allowed})")
-            out[key] = value_node
-        missing = sorted(required - out.keys())
+                self.fail((*at, key), f"{what}: unknown key {key!r} (allowed: {allowed})", key=True)
+        missing = sorted(required - fields.keys())
         if missing:
-            self.fail(node, f"{what}: missing {', '.join(repr(m) for m in missing)}")
-        return out
+            self.fail(at, f"{what}: missing {', '.join(repr(m) for m in missing)}")
+        return {key: (*at, key) for key in fields}
 
 
 def load_policy(path: Path | None = None) -> DeadlinePolicy:
     """Read and check a deadline policy file; ``None`` means the packaged default."""
-    path = DEFAULT_POLICY_PATH if path is None else Path(path)
-    name = str(path)
     try:
-        text = path.read_bytes().decode("utf-8")
-    except FileNotFoundError:
-        raise PolicyError(f"{name}: deadline policy file not found") from None
-    except UnicodeDecodeError as e:
-        raise PolicyError(f"{name}: cannot read deadline policy: not UTF-8 text ({e.reason})") from None
-    except OSError as e:
-        raise PolicyError(f"{name}: cannot read deadline policy: {e.strerror or e}") from None
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        line = mark.line + 1 if mark is not None else 1
-        problem = " ".join(p for p in (e.context, e.problem) if p)
-        raise PolicyError(f"{name}:{line}: YAML syntax error: {problem}") from None
-    except yaml.YAMLError as e:
-        raise PolicyError(f"{name}: YAML error: {e}") from None
-
-    r = _Reader(name)
-    if root is None:
-        r.fail(1, "the file is empty; expected a 'clocks:' list")
-    top = r.mapping(root, "policy file", required={"clocks"})
+        doc = load_yaml(DEFAULT_POLICY_PATH if path is None else path)
+    except YamlError as exc:
+        raise PolicyError.from_yaml(exc) from None
+    if doc.data is None:
+        raise PolicyError(doc.name, 1, "the file is empty; expected a 'clocks:' list")
+    r = _Reader(doc)
+    top = r.mapping((), "policy file", required={"clocks"})
     clocks: list[Clock] = []
     seen: set[str] = set()
-    for clock_node in r.sequence(top["clocks"], "clocks"):
-        clock = _read_clock(r, clock_node)
+    for clock_at in r.sequence(top["clocks"], "clocks"):
+        clock = _read_clock(r, clock_at)
         if clock.id in seen:
-            r.fail(clock_node, f"clock {clock.id!r} is defined twice")
+            r.fail(clock_at, f"clock {clock.id!r} is defined twice")
         seen.add(clock.id)
         clocks.append(clock)
-    return DeadlinePolicy(source=name, clocks=tuple(clocks))
+    return DeadlinePolicy(source=doc.name, clocks=tuple(clocks))
 
 
-def _read_clock(r: _Reader, node: Node) -> Clock:
-    fields = r.mapping(
-        node, "clock", required=_CLOCK_KEYS - {"real_name_only"}, optional={"real_name_only"}
-    )
+def _read_clock(r: _Reader, at: _At) -> Clock:
+    fields = r.mapping(at, "clock", required=_CLOCK_KEYS - {"real_name_only"}, optional={"real_name_only"})
     clock_id = r.text(fields["id"], "clock id")
     if not _ID.match(clock_id):
         r.fail(fields["id"], f"clock id must be lower_snake_case, got {clock_id!r}")
@@ -225,12 +215,12 @@ def _read_clock(r: _Reader, node: Node) -> Clock:
     label_en = r.text(labels["en"], f"{where}: labels.en")
 
     kinds: list[Kind] = []
-    for kind_node in r.sequence(fields["applies_to"], f"{where}: applies_to"):
-        raw = r.value(kind_node, f"{where}: applies_to")
+    for kind_at in r.sequence(fields["applies_to"], f"{where}: applies_to"):
+        raw = r.value(kind_at, f"{where}: applies_to")
         if raw not in set(Kind):
-            r.fail(kind_node, f"{where}: unknown kind {raw!r} (expected {_choices(Kind)})")
+            r.fail(kind_at, f"{where}: unknown kind {raw!r} (expected {_choices(Kind)})")
         if Kind(raw) in kinds:
-            r.fail(kind_node, f"{where}: kind {raw!r} listed twice")
+            r.fail(kind_at, f"{where}: kind {raw!r} listed twice")
         kinds.append(Kind(raw))
 
     raw = r.value(fields["starts_at"], f"{where}: starts_at")
@@ -246,16 +236,15 @@ def _read_clock(r: _Reader, node: Node) -> Clock:
 
     versions: list[ClockVersion] = []
     first_seen: dict[date, int] = {}
-    for version_node in r.sequence(fields["versions"], f"{where}: versions"):
-        version = _read_version(r, version_node, where)
-        line = version_node.start_mark.line + 1
+    for version_at in r.sequence(fields["versions"], f"{where}: versions"):
+        version = _read_version(r, version_at, where)
         if version.effective_from in first_seen:
             r.fail(
-                version_node,
+                version_at,
                 f"{where}: two versions take effect on {version.effective_from} "
                 f"(the other is at line {first_seen[version.effective_from]})",
             )
-        first_seen[version.effective_from] = line
+        first_seen[version.effective_from] = r.doc.nearest_line(*version_at)
         versions.append(version)
     versions.sort(key=lambda v: v.effective_from)
 
@@ -270,13 +259,11 @@ def _read_clock(r: _Reader, node: Node) -> Clock:
     )
 
 
-def _read_version(r: _Reader, node: Node, where: str) -> ClockVersion:
-    fields = r.mapping(
-        node, f"{where}: version", required=_VERSION_KEYS - {"extension"}, optional={"extension"}
-    )
+def _read_version(r: _Reader, at: _At, where: str) -> ClockVersion:
+    fields = r.mapping(at, f"{where}: version", required=_VERSION_KEYS - {"extension"}, optional={"extension"})
 
     effective_from = r.value(fields["effective_from"], f"{where}: effective_from")
-    if isinstance(effective_from, str):
+    if isinstance(effective_from, str):  # quoted, or no real date (2026-02-30)
         try:
             effective_from = date.fromisoformat(effective_from.strip())
         except ValueError:

@@ -15,9 +15,7 @@ from os import PathLike
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from qinglang.errors import ConfigError
-
-from .yamlload import YamlDocument, YamlError, load_yaml, one_line
+from qinglang.yamlfile import YamlDocument, YamlError, load_yaml, one_line
 
 __all__ = [
     "DEFAULT_UNITS_PATH",
@@ -41,15 +39,8 @@ STATION_OF_STREET = "station_of_street"
 _CODE_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
-class RoutingConfigError(ConfigError):
+class RoutingConfigError(YamlError):
     """A routing data file (units or rules) is wrong. ``str()`` is one line: ``<file>:<line>: <problem>``."""
-
-    def __init__(self, file: str, line: int | None, problem: str) -> None:
-        self.file = file
-        self.line = line
-        self.problem = one_line(problem, 500)
-        where = f"{file}:{line}" if line is not None else file
-        super().__init__(f"{where}: {self.problem}")
 
     @classmethod
     def from_yaml(cls, exc: YamlError) -> "RoutingConfigError":

@@ -33,7 +33,7 @@ from routing.rules import (
     load_routing,
     load_rules,
 )
-from routing.yamlload import YamlError, load_yaml, parse_yaml
+from qinglang.yamlfile import YamlError, load_yaml, parse_yaml
 
 C, T, Q = Kind.COMPLAINT, Kind.TIPOFF, Kind.CONSULTATION
 WZ = ("wangjian", "zongzhi")

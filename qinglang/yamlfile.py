@@ -13,9 +13,12 @@ values ``yaml.safe_load`` would give) and keeps a parallel index of line numbers
     doc.error("rules", 3, problem="...")  # a YamlError located at that path
 
 A path is a sequence of mapping keys and list indices from the document root. Besides syntax errors,
-loading rejects duplicate keys in one mapping (YAML says keys are unique; PyYAML would silently keep
-the last one, which hides an administrator's mistake). Every error is a ``YamlError`` (a
-``ConfigError``) whose message is one line: ``<file>:<line>: <problem>``.
+loading rejects duplicate keys in one mapping (``DuplicateKeyError``: YAML says keys are unique;
+PyYAML would silently keep the last one, which hides an administrator's mistake). A value PyYAML
+cannot construct (``!!int seven``) is an error at its line; one exception: a date-like scalar that
+is no real date (``2026-02-30``) stays text, so the caller's check can name the field it is in.
+Every error is a ``YamlError`` (a ``ConfigError``) whose message is one line:
+``<file>:<line>: <problem>``; modules that check the content subclass it for their own errors.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import yaml
 
 from qinglang.errors import ConfigError
 
-__all__ = ["YamlDocument", "YamlError", "load_yaml", "parse_yaml", "one_line"]
+__all__ = ["DuplicateKeyError", "EncodingError", "YamlDocument", "YamlError", "load_yaml", "parse_yaml", "one_line"]
 
 PathItem = Hashable  # a mapping key (usually str) or a list index (int)
 
@@ -41,7 +44,10 @@ def one_line(text: object, limit: int = 200) -> str:
 
 
 class YamlError(ConfigError):
-    """A YAML file could not be read or parsed. ``str()`` is ``<file>:<line>: <problem>``."""
+    """A YAML file cannot be used (unreadable, not YAML, or, in subclasses, wrong content).
+
+    ``str()`` is ``<file>:<line>: <problem>`` (``<file>: <problem>`` when ``line`` is None).
+    """
 
     def __init__(self, file: str, line: int | None, problem: str) -> None:
         self.file = file
@@ -49,6 +55,44 @@ class YamlError(ConfigError):
         self.problem = one_line(problem, 500)
         where = f"{file}:{line}" if line is not None else file
         super().__init__(f"{where}: {self.problem}")
+
+
+class DuplicateKeyError(YamlError):
+    """``key`` stands twice in one mapping: at ``line`` and, first, at ``first_line``."""
+
+    def __init__(self, file: str, line: int, key: Any, first_line: int) -> None:
+        self.key = key
+        self.first_line = first_line
+        super().__init__(file, line, f"duplicate key {key!r} (first at line {first_line})")
+
+
+class EncodingError(YamlError):
+    """The file is not UTF-8 text; ``line`` is where the first bad byte is."""
+
+    def __init__(self, file: str, line: int) -> None:
+        super().__init__(file, line, "the file is not valid UTF-8 text")
+
+
+class _Loader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` whose failures to construct a value name the value's line."""
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep=deep)
+        except (ValueError, OverflowError) as exc:  # e.g. !!int seven
+            kind = str(node.tag).rsplit(":", 1)[-1]
+            raise yaml.constructor.ConstructorError(
+                None, None, f"cannot read {node.value!r} as {kind} ({exc})", node.start_mark
+            ) from None
+
+    def construct_yaml_timestamp(self, node: yaml.Node) -> Any:
+        try:
+            return super().construct_yaml_timestamp(node)
+        except ValueError:  # looks like a date but is none (2026-02-30): text, for the caller to reject
+            return self.construct_scalar(node)
+
+
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", _Loader.construct_yaml_timestamp)
 
 
 @dataclass
@@ -141,7 +185,7 @@ def _check_duplicate_keys(node: yaml.Node, loader: yaml.SafeLoader, name: str, s
                 line = _mark_line(key_node.start_mark) or 1
                 try:
                     if key in first:
-                        raise YamlError(name, line, f"duplicate key {key!r} (first at line {first[key]})")
+                        raise DuplicateKeyError(name, line, key, first[key])
                     first[key] = line
                 except TypeError:
                     pass
@@ -177,9 +221,9 @@ def _index(node: yaml.Node, loader: yaml.SafeLoader, active: set[int]) -> _Lines
 
 def parse_yaml(text: str, name: str = "<string>") -> YamlDocument:
     """Parse one YAML document from ``text``; ``name`` is used in error messages."""
-    loader: yaml.SafeLoader | None = None
+    loader: _Loader | None = None
     try:
-        loader = yaml.SafeLoader(text)
+        loader = _Loader(text)
         root = loader.get_single_node()
         if root is None:
             return YamlDocument(name=name, data=None, _index=None)
@@ -210,11 +254,12 @@ def load_yaml(path: str | PathLike[str], name: str | None = None) -> YamlDocumen
     shown = name if name is not None else str(path)
     try:
         raw = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise YamlError(shown, None, "cannot read the file: not found") from None
     except OSError as exc:
         raise YamlError(shown, None, f"cannot read the file: {exc.strerror or exc}") from None
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise YamlError(shown, line, "the file is not valid UTF-8 text") from None
+        raise EncodingError(shown, raw[: exc.start].count(b"\n") + 1) from None
     return parse_yaml(text, shown)
