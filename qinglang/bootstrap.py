@@ -69,6 +69,21 @@ def ensure_data_dir(path: Path) -> Path:
     return path
 
 
+def build_nlu(settings: Settings, *, backend: str | None = None, progress: bool = True):
+    """The configured classifier: embedded, or Rasa with the embedded one as its fallback."""
+    from nlu.classifier import EmbeddedBackend, RasaBackend
+
+    embedded = EmbeddedBackend(cache_dir=settings.storage.data_dir / "nlu", tz=settings.tz, progress=progress)
+    chosen = backend or settings.nlu.nlu_backend
+    if chosen == "embedded":
+        return embedded
+    if chosen == "rasa":
+        if not settings.nlu.rasa_url:
+            raise ConfigError("the rasa backend needs QINGLANG_RASA_URL (for example http://127.0.0.1:5005)")
+        return RasaBackend(settings.nlu.rasa_url, embedded, timeout=settings.nlu.rasa_timeout)
+    raise ConfigError(f"unknown NLU backend {chosen!r}; use embedded or rasa")
+
+
 def build_container(settings: Settings, *, clock: Clock | None = None) -> Container:
     directory, routing, policy = load_rules_files(settings)
     data_dir = ensure_data_dir(settings.storage.data_dir)

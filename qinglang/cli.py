@@ -6,6 +6,7 @@ import asyncio
 import functools
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import click
 
@@ -162,6 +163,79 @@ async def users_create(username: str, unit: str, role: str, display_name: str, a
     click.echo(f"password: {user.password}")
     if user.api_token:
         click.echo(user.api_token)
+
+
+@main.group()
+def nlu() -> None:
+    """Understanding complaint texts."""
+
+
+def _nlu_backend(name: str | None):
+    from qinglang.bootstrap import build_nlu
+
+    return build_nlu(_settings(), backend=name)
+
+
+def _now():
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC)
+
+
+@nlu.command("classify")
+@click.argument("text")
+@click.option("--backend", type=click.Choice(["embedded", "rasa"]), default=None)
+@runs_async
+async def nlu_classify(text: str, backend: str | None) -> None:
+    """Classify TEXT and print the result as JSON."""
+    import json
+
+    result = await _nlu_backend(backend).parse(text, now=_now())
+    click.echo(json.dumps(result.to_json(), ensure_ascii=False, indent=2))
+
+
+@nlu.command("evaluate")
+@click.option("--data", "data_path", required=True, type=click.Path(path_type=Path), help="JSON lines with text and category.")
+@click.option("--backend", type=click.Choice(["embedded", "rasa"]), default=None)
+@click.option("--errors/--no-errors", default=False, help="Also list the misclassified lines.")
+@runs_async
+async def nlu_evaluate(data_path: Path, backend: str | None, errors: bool) -> None:
+    """Accuracy, macro-F1, per-category scores and the confusion matrix, as one JSON object."""
+    import json
+
+    from nlu.evaluate import evaluate, read_labelled
+
+    rows = read_labelled(data_path)
+    report = await evaluate(_nlu_backend(backend), rows, _now())
+    if not errors:
+        report.pop("errors")
+    click.echo(json.dumps(report, ensure_ascii=False))
+
+
+@nlu.command("crossval")
+@click.option("--folds", type=click.IntRange(2, 20), default=5)
+@runs_async
+async def nlu_crossval(folds: int) -> None:
+    """k-fold cross-validation of the embedded model on the training data."""
+    import json
+
+    from nlu.evaluate import crossval
+    from nlu.training import default_training_data
+
+    report = crossval(default_training_data(), folds=folds)
+    click.echo(json.dumps(report, ensure_ascii=False))
+
+
+@nlu.command("rasa-serve", context_settings={"ignore_unknown_options": True})
+@click.option("--port", type=int, default=5005)
+def nlu_rasa_serve(port: int) -> None:
+    """Create the Rasa venv (Python 3.10), train if the data changed, and serve on 127.0.0.1."""
+    import os
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "rasa.sh"
+    if not script.exists():
+        _fail(f"{script} not found: rasa-serve runs from a source checkout")
+    os.execv("/bin/bash", ["bash", str(script), "all", "--port", str(port)])
 
 
 if __name__ == "__main__":

@@ -77,7 +77,9 @@ class NluSettings(BaseSettings):
     model_config = _ENV
 
     rasa_url: str | None = None
-    nlu_backend: str = "embedded"
+    rasa_timeout: float = Field(default=3.0, gt=0, le=60)
+    nlu_backend: str = Field(default="embedded", pattern="^(embedded|rasa)$")
+    nlu_confidence_threshold: float = Field(default=0.45, ge=0, le=1)
 
 
 class WebSettings(BaseSettings):
