@@ -16,7 +16,7 @@ import numpy as np
 from nlu.text import normalise, tokens
 from nlu.training import DIALOGUE_INTENTS, KIND_INTENTS, TrainingData
 
-MODEL_VERSION = "2"  # bump when features or model change, so cached models are rebuilt
+MODEL_VERSION = "3"  # bump when features or model change, so cached models are rebuilt
 log = logging.getLogger(__name__)
 
 
@@ -34,7 +34,12 @@ class Prediction:
 
 class LinearTextModel:
     """TF-IDF over words and character n-grams, a linear SVM, sigmoid-calibrated by cross-validation
-    (a linear SVM trains in a fraction of a second here, where logistic regression took several)."""
+    (a linear SVM trains in a fraction of a second here, where logistic regression took several).
+
+    scikit-learn fits the model; prediction runs on plain arrays taken from the fitted parts, because
+    scikit-learn's per-call input checks cost milliseconds on one short text. `sklearn_proba` keeps the
+    library's own answer for comparison.
+    """
 
     def __init__(self, texts: list[str], labels: list[str], *, calibrate: bool = True, c: float = 1.0) -> None:
         from sklearn.calibration import CalibratedClassifierCV
@@ -50,51 +55,84 @@ class LinearTextModel:
         matrix = self.features.fit_transform([normalise(t) for t in texts])
         base = LinearSVC(C=c, class_weight="balanced")
         smallest = min(labels.count(label) for label in set(labels))
+        self.classifier = None
         if calibrate and smallest >= 3:
             self.classifier = CalibratedClassifierCV(base, method="sigmoid", cv=min(5, smallest), ensemble=False)
             self.classifier.fit(matrix, labels)
-            self._linear = self.classifier.calibrated_classifiers_[0].estimator
+            calibrated = self.classifier.calibrated_classifiers_[0]
+            linear = calibrated.estimator
+            self._sigmoid = (np.array([k.a_ for k in calibrated.calibrators]), np.array([k.b_ for k in calibrated.calibrators]))
         else:
-            self.classifier = base.fit(matrix, labels)
-            self._linear = base
-            self.classifier.predict_proba = _softmax_scores(base)
-        self.labels = [str(label) for label in self.classifier.classes_]
+            linear = base.fit(matrix, labels)
+            self._sigmoid = None  # cross-validation only ranks: a softmax of the margins will do
+        if len(linear.classes_) < 3:
+            raise ValueError("the text model needs at least three labels")
+        self.labels = [str(label) for label in linear.classes_]
+        self._coef = np.ascontiguousarray(linear.coef_.T)  # features x classes: rows picked per text
+        self._intercept = linear.intercept_.copy()
         self._names = self.features.get_feature_names_out()
+        self._analyzers = None
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_analyzers"] = None  # rebuilt on first use after loading
+        return state
+
+    def _vectorize(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        """Indices and tf-idf values of the text's features, each block L2-normalised like scikit-learn's."""
+        if self._analyzers is None:
+            offset, analyzers = 0, []
+            for _, vectorizer in self.features.transformer_list:
+                analyzers.append((vectorizer.build_analyzer(), vectorizer.vocabulary_, vectorizer.idf_, offset))
+                offset += len(vectorizer.vocabulary_)
+            self._analyzers = analyzers
+        all_indices, all_values = [], []
+        for analyze, vocabulary, idf, offset in self._analyzers:
+            counts: dict[int, int] = {}
+            for term in analyze(text):
+                index = vocabulary.get(term)
+                if index is not None:
+                    counts[index] = counts.get(index, 0) + 1
+            if not counts:
+                continue
+            indices = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
+            values = (1.0 + np.log(np.fromiter(counts.values(), dtype=np.float64, count=len(counts)))) * idf[indices]
+            values /= np.sqrt(values @ values)
+            all_indices.append(indices + offset)
+            all_values.append(values)
+        if not all_indices:
+            return np.empty(0, dtype=np.int64), np.empty(0)
+        return np.concatenate(all_indices), np.concatenate(all_values)
 
     def predict(self, text: str, *, explain: bool = True, top_terms: int = 6) -> Prediction:
-        vector = self.features.transform([text])
-        probabilities = self.classifier.predict_proba(vector)[0]
+        indices, values = self._vectorize(text)
+        margins = values @ self._coef[indices] + self._intercept
+        if self._sigmoid is not None:
+            a, b = self._sigmoid
+            probabilities = 1.0 / (1.0 + np.exp(a * margins + b))
+            total = probabilities.sum()
+            probabilities = probabilities / total if total > 0 else np.full_like(probabilities, 1 / len(probabilities))
+        else:
+            shifted = np.exp(margins - margins.max())
+            probabilities = shifted / shifted.sum()
         explanation: tuple[str, ...] = ()
         if explain:
-            best = int(np.argmax(probabilities))
-            explanation = self._explain(vector, [str(c) for c in self._linear.classes_].index(self.labels[best]), top_terms)
+            explanation = self._explain(indices, values, int(np.argmax(probabilities)), top_terms)
         return Prediction(self.labels, probabilities, explanation)
 
-    def _explain(self, vector, class_index: int, top_terms: int) -> tuple[str, ...]:
-        coef = self._linear.coef_
-        row = coef[class_index] if coef.shape[0] > 1 else (coef[0] if class_index == 1 else -coef[0])
-        present = vector.indices
-        contributions = vector.data * row[present]
-        order = np.argsort(-contributions)
+    def sklearn_proba(self, text: str) -> np.ndarray:
+        return self.classifier.predict_proba(self.features.transform([text]))[0]
+
+    def _explain(self, indices: np.ndarray, values: np.ndarray, class_index: int, top_terms: int) -> tuple[str, ...]:
+        contributions = values * self._coef[indices, class_index]
         terms: list[str] = []
-        for i in order:
+        for i in np.argsort(-contributions):
             if contributions[i] <= 0 or len(terms) >= top_terms:
                 break
-            term = self._names[present[i]].split("__", 1)[1].strip()
-            if term and term not in terms and not any(term in t for t in terms):
-                terms.append(term.replace("_", ""))
+            term = self._names[indices[i]].split("__", 1)[1].strip().replace("_", "")
+            if term and not any(term in t for t in terms):
+                terms.append(term)
         return tuple(terms)
-
-
-def _softmax_scores(svm):
-    """Uncalibrated stand-in for predict_proba (cross-validation only ranks, so a softmax will do)."""
-
-    def predict_proba(matrix):
-        scores = svm.decision_function(matrix)
-        scores = np.exp(scores - scores.max(axis=1, keepdims=True))
-        return scores / scores.sum(axis=1, keepdims=True)
-
-    return predict_proba
 
 
 @dataclass

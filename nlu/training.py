@@ -50,10 +50,10 @@ def strip_annotations(text: str) -> str:
     return _ANNOTATION.sub(r"\1", text)
 
 
-def fingerprint(paths: list[Path]) -> str:
+def fingerprint(paths: list[Path], root: Path) -> str:
     digest = hashlib.sha256()
     for path in sorted(paths):
-        digest.update(str(path.relative_to(RASA_DIR)).encode())
+        digest.update(path.relative_to(root).as_posix().encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 
@@ -69,8 +69,8 @@ def load_training_data(data_dir: Path = DATA_DIR) -> TrainingData:
     data = TrainingData()
     for path in files:
         _read_file(path, data)
-    userdict = sorted(USERDICT_DIR.glob("*.txt")) if data_dir == DATA_DIR else []
-    data.fingerprint = fingerprint(files + userdict)
+    # the user dictionary changes tokens, so it is part of what a model was trained from
+    data.fingerprint = fingerprint(files, data_dir) + fingerprint(sorted(USERDICT_DIR.glob("*.txt")), USERDICT_DIR)[:8]
     return data
 
 
