@@ -264,6 +264,7 @@ class InboxUpdate(Base):
     received_at: Mapped[datetime]
     processed_at: Mapped[datetime | None]
     error: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(default=0, server_default="0")
 
 
 class Subject(Base):
@@ -301,3 +302,14 @@ class HolidayOverride(Base):
     day: Mapped[date] = mapped_column(Date, primary_key=True)
     is_workday: Mapped[bool] = mapped_column(Boolean)
     note: Mapped[str] = mapped_column(String(200), default="")
+
+
+class BotState(Base):
+    """A Telegram conversation draft (aiogram FSM state and data), kept so a restart loses nothing."""
+
+    __tablename__ = "bot_states"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)  # built from aiogram's StorageKey
+    state: Mapped[str | None] = mapped_column(String(200))
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)  # JSON types only
+    updated_at: Mapped[datetime]

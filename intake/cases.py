@@ -6,7 +6,9 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
-from db.models import Case, CaseDeadline, CaseEvent, CaseMessage, CaseUnit, Complainant, Unit
+from sqlalchemy import select
+
+from db.models import Case, CaseDeadline, CaseEvent, CaseMessage, CaseUnit, Complainant, Evidence, Unit
 from db.uow import UnitOfWork, UnitOfWorkFactory
 from intake.calendar import WorkingCalendar
 from intake.clock import Clock
@@ -59,6 +61,33 @@ class NewCase:
     nlu_category: str | None = None
     nlu_confidence: float | None = None
     received_at: datetime | None = None
+    evidence: tuple[EvidenceItem, ...] = ()
+    links: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class EvidenceItem:
+    """A file already in the evidence store (or, with source 'link', a URL the person gave)."""
+
+    sha256: str
+    size: int
+    mime: str
+    original_name: str | None
+    source: str
+
+
+@dataclass(frozen=True)
+class CaseSummary:
+    """What a complainant may see of their own case."""
+
+    id: int
+    number: str
+    kind: str
+    category: str
+    status: Status
+    received_at: datetime
+    next_due_on: date | None
+    lead_unit: str | None
 
 
 @dataclass(frozen=True)
@@ -154,6 +183,8 @@ class CaseService:
             uow.session.add(case)
             await uow.flush()
             await self._assign(uow, case, decision.lead, decision.co_units, now)
+            self._attach(uow, case, new.evidence, now)
+            self._attach(uow, case, tuple(_link_item(url) for url in new.links), now)
             calendar = await self._calendar(uow)
             if decision.transfer is not None:
                 self._start_clocks(case, "received", received_at, calendar, only=("transfer",))
@@ -308,6 +339,56 @@ class CaseService:
                         data={"clock": clock, "due_on": due.on.isoformat()})
             return await self._save(uow, case, now)
 
+    async def withdraw(self, case_id: int, actor: Actor, reply: str) -> CaseView:
+        """The complainant withdraws before the case is accepted; the confirmation is the reply."""
+        reply = _required_text(reply, "the confirmation to the complainant")
+        async with self._uow() as uow:
+            case, now, _ = await self._begin(uow, case_id)
+            source = self._move(case, Action.WITHDRAW)
+            case.outcome = "withdrawn"
+            case.closed_at = case.resolved_at = now
+            self._meet(case, now, *(d.clock for d in case.deadlines))
+            self._record_reply(uow, case, actor, reply, now)
+            return await self._finish(uow, case, actor, Action.WITHDRAW, source, now, OUTCOMES["withdrawn"])
+
+    async def add_from_complainant(
+        self, case_id: int, actor: Actor, *, text: str | None = None, evidence: tuple[EvidenceItem, ...] = ()
+    ) -> CaseView:
+        """More words or files from the complainant about an open case."""
+        if not (text and text.strip()) and not evidence:
+            raise DomainError("nothing to add")
+        async with self._uow() as uow:
+            case, now, _ = await self._begin(uow, case_id)
+            if case.status == Status.CLOSED:
+                raise DomainError("the case is closed")
+            if text and text.strip():
+                uow.session.add(CaseMessage(case_id=case.id, direction="in", body=text.strip()[:MAX_DESCRIPTION],
+                                            created_at=now))
+            self._attach(uow, case, evidence, now)
+            self._event(uow, case, actor, "complainant_addition", Status(case.status), Status(case.status), now,
+                        data={"text": bool(text), "evidence": [e.sha256 for e in evidence]})
+            return await self._save(uow, case, now)
+
+    async def cases_of(self, channel: str, channel_user_id: str) -> list[CaseSummary]:
+        async with self._uow() as uow:
+            person = await uow.complainants.by_channel_user(channel, channel_user_id)
+            if person is None:
+                return []
+            rows = await uow.session.scalars(
+                select(Case).where(Case.complainant_id == person.id).order_by(Case.received_at.desc())
+            )
+            ids = [row.id for row in rows]
+            return [_summary(await uow.cases.get(case_id)) for case_id in ids]
+
+    async def case_of(self, channel: str, channel_user_id: str, number: str) -> CaseSummary:
+        """The person's own case by number; someone else's case is 'not found' (no enumeration)."""
+        async with self._uow() as uow:
+            case = await uow.cases.by_number(number.strip().upper())
+            person = await uow.complainants.by_channel_user(channel, channel_user_id)
+            if case is None or person is None or case.complainant_id != person.id:
+                raise CaseNotFound(f"no case {number} of this person")
+            return _summary(await uow.cases.get(case.id))
+
     async def get(self, case_id: int) -> CaseView:
         async with self._uow() as uow:
             case = await uow.cases.get(case_id)
@@ -391,6 +472,12 @@ class CaseService:
                                              role=role, assigned_at=now))
 
     @staticmethod
+    def _attach(uow: UnitOfWork, case: Case, items: tuple[EvidenceItem, ...], now: datetime) -> None:
+        for item in items:
+            uow.session.add(Evidence(case_id=case.id, sha256=item.sha256, size=item.size, mime=item.mime,
+                                     original_name=item.original_name, source=item.source, created_at=now))
+
+    @staticmethod
     def _replace_lead(case: Case, unit: Unit, now: datetime) -> None:
         for assignment in case.assignments:
             if assignment.role == "lead" and assignment.active:
@@ -441,6 +528,18 @@ class CaseService:
             transfer_authority=case.transfer_authority,
             routing=routing,
         )
+
+
+def _summary(case: Case) -> CaseSummary:
+    lead = next((a.unit.code for a in case.assignments if a.active and a.role == "lead"), None)
+    return CaseSummary(case.id, case.number, case.kind, case.category, Status(case.status), case.received_at,
+                       case.next_due_on, lead)
+
+
+def _link_item(url: str) -> EvidenceItem:
+    import hashlib
+
+    return EvidenceItem(hashlib.sha256(url.encode()).hexdigest(), len(url.encode()), "text/uri-list", url[:255], "link")
 
 
 def _next_due(case: Case) -> date | None:

@@ -26,6 +26,7 @@ class Action(StrEnum):
     RESOLVE = "resolve"  # outcome and complainant-facing reply recorded
     CLOSE = "close"
     REOPEN = "reopen"
+    WITHDRAW = "withdraw"  # by the complainant, before acceptance
 
 
 S = Status
@@ -41,6 +42,7 @@ TRANSITIONS: dict[Action, tuple[frozenset[Status], Status | None]] = {
     Action.CLOSE: (frozenset({S.RESOLVED, S.REJECTED, S.TRANSFERRED}), S.CLOSED),
     # reopen returns to handling if the case was ever accepted, otherwise to triage: decided by the service
     Action.REOPEN: (frozenset({S.CLOSED}), None),
+    Action.WITHDRAW: (frozenset({S.RECEIVED}), S.CLOSED),
 }
 
 STATUS_NAMES_ZH = {

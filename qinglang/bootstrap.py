@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from db.engine import create_engine, create_session_factory
 from db.uow import UnitOfWorkFactory
 from intake.cases import CaseService
+from intake.conversation import ConversationEngine
 from intake.clock import Clock, SystemClock
 from intake.deadlines import DeadlinePolicy, load_policy
 from intake.evidence import EvidenceLimits, EvidenceStore
@@ -19,6 +20,7 @@ from qinglang.errors import ConfigError
 from qinglang.settings import Settings
 from routing.directory import UnitDirectory, load_directory
 from routing.rules import RoutingTable, load_rules
+from nlu.classifier import Backend
 from web.accounts import AccountService
 
 
@@ -34,12 +36,19 @@ class Container:
     evidence: EvidenceStore
     cases: CaseService = field(init=False)
     accounts: AccountService = field(init=False)
+    nlu: Backend = field(init=False)
+    conversation: ConversationEngine = field(init=False)
 
     def __post_init__(self) -> None:
         self.cases = CaseService(
             self.uow, self.routing, self.policy, self.clock, self.settings.tz, self.settings.rules.case_number_prefix
         )
         self.accounts = AccountService(self.uow, self.clock)
+        self.nlu = build_nlu(self.settings, progress=False)
+        self.conversation = ConversationEngine(
+            self.nlu, self.cases, self.directory, self.settings.tz,
+            confidence_threshold=self.settings.nlu.nlu_confidence_threshold,
+        )
 
     async def close(self) -> None:
         await self.engine.dispose()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -55,6 +56,11 @@ class BotSettings(BaseSettings):
 
     bot_token: SecretStr | None = None
     bot_api_base: str = "https://api.telegram.org"
+    bot_mode: str = Field(default="polling", pattern="^(polling|webhook)$")
+    webhook_url: str | None = None  # the public https base URL Telegram calls, e.g. https://tousu.example.gov.cn
+    webhook_path: str = Field(default="/telegram/webhook", pattern="^/[A-Za-z0-9/_-]*$")
+    webhook_secret: SecretStr | None = None
+    inbox_replay_seconds: float = Field(default=60, gt=0)
 
     @field_validator("bot_token")
     @classmethod
@@ -64,6 +70,14 @@ class BotSettings(BaseSettings):
         number, _, secret = value.get_secret_value().partition(":")
         if not number.isdigit() or len(secret) < 20:
             raise ValueError("a bot token looks like 123456:ABC-DEF... (from @BotFather)")
+        return value
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _secret_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        # Telegram allows 1-256 characters A-Z, a-z, 0-9, _ and -
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9_-]{16,256}", value.get_secret_value()):
+            raise ValueError("16-256 characters of A-Z, a-z, 0-9, _ and -")
         return value
 
 

@@ -30,6 +30,10 @@ def create_app(container: Container) -> web.Application:
     app = web.Application(client_max_size=2 * 1024 * 1024)
     app[CONTAINER] = container
     app.router.add_get("/healthz", healthz)
+    if container.settings.bot.bot_token is not None:
+        from bot.runner import TelegramChannel
+
+        TelegramChannel(container).attach(app)
 
     async def _dispose(_app: web.Application) -> None:
         await container.close()

@@ -92,6 +92,7 @@ async def _apply(container, action: Action, case_id: int):
         Action.RESOLVE: lambda: cases.resolve(case_id, STAFF, "mediated", "已调解"),
         Action.CLOSE: lambda: cases.close(case_id, STAFF),
         Action.REOPEN: lambda: cases.reopen(case_id, STAFF, "投诉人提供了新证据"),
+        Action.WITHDRAW: lambda: cases.withdraw(case_id, Actor("complainant", None), "您已撤回本次投诉"),
     }
     return await calls[action]()
 
@@ -112,6 +113,7 @@ EXPECTED_TARGET = {
     (Action.CLOSE, Status.REJECTED): Status.CLOSED,
     (Action.CLOSE, Status.TRANSFERRED): Status.CLOSED,  # only a transfer out of the bureau, replied to
     (Action.REOPEN, Status.CLOSED): Status.IN_PROGRESS,  # the case had been accepted
+    (Action.WITHDRAW, Status.RECEIVED): Status.CLOSED,
 }
 ALL_PAIRS = [(a, s) for a in Action for s in Status]
 
@@ -124,7 +126,8 @@ async def test_legal_transition_moves_case_and_writes_event(container, action, s
     async with container.uow() as uow:
         last = (await uow.cases.events(case_id))[-1]
     assert (last.action, last.from_status, last.to_status) == (action.value, source.value, view.status.value)
-    assert (last.actor_type, last.actor_id) == ("staff", STAFF.id)
+    expected_actor = ("complainant", None) if action == Action.WITHDRAW else ("staff", STAFF.id)
+    assert (last.actor_type, last.actor_id) == expected_actor
 
 
 ILLEGAL = [(a, s) for a, s in ALL_PAIRS if (a, s) not in EXPECTED_TARGET]

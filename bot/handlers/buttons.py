@@ -1,0 +1,44 @@
+"""Button presses. A press on someone else's draft, on an old message or with unreadable data
+changes nothing and gets a short answer."""
+
+from __future__ import annotations
+
+from aiogram import Bot, Router
+from aiogram.fsm.context import FSMContext
+from aiogram.types import CallbackQuery
+from aiogram.utils.i18n import gettext as _
+
+from bot.callbacks import Choice
+from bot.conversation import converse, load_draft
+from intake.conversation import ConversationEngine, Inbound
+
+# buttons about a stored case stay valid after the conversation moved on
+CASE_ACTIONS = ("case", "add", "withdraw")
+
+
+async def press_button(query: CallbackQuery, callback_data: Choice, bot: Bot, state: FSMContext,
+                       engine: ConversationEngine, now) -> None:
+    if callback_data.uid != query.from_user.id:
+        await query.answer(_("这不是您的登记，无法操作。"), show_alert=True)
+        return
+    draft = await load_draft(state)
+    current = draft.rev if draft else 0
+    action = callback_data.value.partition(":")[0]
+    if callback_data.rev != current and action not in CASE_ACTIONS:
+        await query.answer(_("这个按钮已经过期了，请按最新的提示操作。"))
+        return
+    await query.answer()
+    chat_id = query.message.chat.id if query.message else query.from_user.id
+    await converse(engine, bot, state, query.from_user, chat_id, Inbound("button", now(), value=callback_data.value))
+
+
+async def refuse_unknown_button(query: CallbackQuery) -> None:
+    await query.answer(_("这个按钮已经失效了。"), show_alert=True)
+
+
+def create_router() -> Router:
+    """A fresh router (a router belongs to one dispatcher; tests build several)."""
+    router = Router(name=__name__)
+    router.callback_query.register(press_button, Choice.filter())
+    router.callback_query.register(refuse_unknown_button)
+    return router
