@@ -68,6 +68,20 @@ class StaffUser(Base):
     unit: Mapped[Unit] = relationship(lazy="raise")
 
 
+class StaffSession(Base):
+    """A console login: the cookie carries a random token, the table only its hash."""
+
+    __tablename__ = "staff_sessions"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("staff_users.id", ondelete="CASCADE"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+
+
 class Complainant(Base):
     """The person who wrote; identity is confidential (DESIGN.md, privacy)."""
 

@@ -154,7 +154,7 @@ class ConversationEngine:
             await self._attachment(turn)
         else:
             await self._text(turn)
-        draft.rev += 1
+        turn.draft.rev = draft.rev + 1  # also when the draft was replaced (cancel, submit)
         keep = turn.draft if (turn.draft.has_content or turn.draft.step != Step.DESCRIBE or turn.draft.lang != "zh") else None
         return Outcome(turn.replies, keep, turn.case)
 
@@ -230,13 +230,15 @@ class ConversationEngine:
         elif action == "case":
             await self._show_case(turn, arg)
         elif action == "add":
+            self._set_aside(draft)
             draft.case_number, draft.step = arg, Step.ADD_TO_CASE
             turn.say(_("请发送要补充的文字、截图或视频，我会附到 {number} 中。").format(number=arg),
                      (Button(_("补充完毕"), "add_done"),))
         elif action == "add_done":
-            draft.case_number, draft.step = None, Step.DESCRIBE
             turn.say(_("好的。有新情况随时告诉我。"))
+            self._resume(turn)
         elif action == "withdraw":
+            self._set_aside(draft)
             draft.case_number, draft.step = arg, Step.CONFIRM_WITHDRAW
             turn.say(_("确定撤回 {number} 吗？撤回后本件将不再处理。").format(number=arg),
                      (Button(_("确定撤回"), "withdraw_yes"), Button(_("不撤回"), "withdraw_no")))
@@ -307,7 +309,7 @@ class ConversationEngine:
         draft = turn.draft
         item = turn.event.attachment
         if draft.step == Step.ADD_TO_CASE and draft.case_number:
-            return await self._add_to_case(turn, evidence=item)
+            return await self._add_to_case(turn, text=turn.event.text.strip() or None, evidence=item)
         if item is not None and item.sha256 not in {e["sha256"] for e in draft.evidence}:
             draft.evidence.append({"sha256": item.sha256, "size": item.size, "mime": item.mime, "name": item.name})
         count = len(draft.evidence)
@@ -363,18 +365,32 @@ class ConversationEngine:
             Step.PHONE: self._phone_text,
         }.get(Step(draft.step))
         if handler is None:
+            typed = self._typed_choice(draft, text)
+            if typed is not None:
+                return await self._answer_button(turn, *typed.partition(":")[::2])
             turn.say(_("请点击上面的按钮选择。"))
             return self._prompt(turn)
         await handler(turn, text)
 
-    async def _describe(self, turn: _Turn, text: str) -> None:
+    @staticmethod
+    def _typed_choice(draft: Draft, text: str) -> str | None:
+        """The button a typed word stands for, at steps that are answered with buttons."""
+        words = {
+            Step.CONSENT: {"同意": "consent:yes", "好": "consent:yes", "可以": "consent:yes", "不同意": "consent:no"},
+            Step.IDENTITY: {"匿名": "anon:yes", "匿名举报": "anon:yes", "实名": "anon:no", "实名举报": "anon:no"},
+            Step.SUMMARY: {"提交": "submit", "确认提交": "submit"},
+        }.get(Step(draft.step), {})
+        return words.get(text.strip().rstrip("。!！"))
+
+    async def _describe(self, turn: _Turn, text: str, *, small_talk: bool = True) -> None:
         _ = turn._
         draft = turn.draft
         try:
             result = await self._nlu.parse(text, now=turn.event.at)
         except NluInputError:
             return turn.say(_("我没看到文字内容。请用文字描述您遇到的问题，例如：在哪个直播间买了什么，出了什么问题。"))
-        if result.intent in ("greet", "help", "status_query", "cancel", "out_of_scope") and result.needs_choice(self._threshold):
+        dialogue = result.intent in ("greet", "help", "status_query", "cancel", "out_of_scope")
+        if small_talk and dialogue and result.needs_choice(self._threshold):
             return await self._dialogue(turn, result.intent)
         if len(text) < 6:
             return turn.say(_("能再多说一点吗？比如在哪个平台的直播间、买了什么、遇到了什么问题。"))
@@ -404,11 +420,8 @@ class ConversationEngine:
                        "如果您在直播购物中遇到了问题，请直接描述。"))
 
     async def _more_description(self, turn: _Turn, text: str) -> None:
-        """Words typed while asked to confirm the category: add them and classify again."""
-        draft = turn.draft
-        combined = f"{draft.description}\n{text}"
-        draft.description = ""
-        await self._describe(turn, combined)
+        """Words typed while asked to confirm the category: add them and classify the whole again."""
+        await self._describe(turn, f"{turn.draft.description}\n{text}", small_talk=False)
 
     async def _wants_text(self, turn: _Turn, text: str) -> None:
         kind, _confidence = decide_kind(text, {})
@@ -454,16 +467,32 @@ class ConversationEngine:
         self._advance(turn)
 
     async def _merchant_text(self, turn: _Turn, text: str) -> None:
-        station = self._directory.station_for_street(text)
-        if station is not None or "龙湾" in text:
-            street = self._directory.canonical_street(text) if station is not None else None
+        """A typed answer means what the matching button means; a street or a place says more."""
+        street = self._street_in(text)
+        if street is not None:
             turn.draft.slots["merchant"] = {"in_district": True, "street": street, "province": None}
             return self._advance(turn)
+        if re.search(r"不清楚|不知道|不确定|不晓得|没注意", text):
+            return self._merchant_answer(turn, "unknown")
+        if re.search(r"不在|不是|外地|外省", text) and not re.search(r"[省市县区州]", text.replace("龙湾区", "")):
+            return self._merchant_answer(turn, "out")
+        if "龙湾" in text or re.fullmatch(r"\s*(是|是的|对|在|嗯|在的)\s*[。!！]?\s*", text):
+            return self._merchant_answer(turn, "in")
         turn.draft.slots["merchant"] = {"in_district": False, "street": None, "province": text[:40]}
         self._advance(turn)
 
+    def _street_in(self, text: str) -> str | None:
+        """The district street named anywhere in the text (with or without 街道)."""
+        for street in self._directory.streets:
+            short = street.removesuffix("街道")
+            if street in text or (len(short) >= 2 and short in text):
+                return street
+        return None
+
     def _merchant_answer(self, turn: _Turn, arg: str) -> None:
         draft = turn.draft
+        if arg in ("in", "out"):
+            draft.history.append(draft.step)  # so 上一步 from the next question comes back here
         if arg == "in":
             draft.step = Step.MERCHANT_STREET
             return self._prompt(turn)
@@ -474,7 +503,7 @@ class ConversationEngine:
         self._advance(turn)
 
     async def _street_text(self, turn: _Turn, text: str) -> None:
-        street = self._directory.canonical_street(text) if self._directory.station_for_street(text) else None
+        street = self._street_in(text)
         if street is None:
             return turn.say(turn._("没有找到这个街道，请点击下面的街道，或点“不清楚”。"), *self._street_rows(turn))
         turn.draft.slots["merchant"] = {"in_district": True, "street": street, "province": None}
@@ -684,7 +713,7 @@ class ConversationEngine:
         draft = turn.draft
         if draft.nlu_confidence is not None and draft.nlu_confidence < self._threshold and not draft.category_confirmed:
             return self._choose_category(turn, everything=False)
-        lines = [_("我理解的情况是："), f"{_(FIELD_LABELS['category'])}：{self._category_name(turn, draft.category)}"]
+        lines = [_("我理解的情况是："), _line(turn, "category", self._category_name(turn, draft.category))]
         lines += self._fact_lines(turn)
         lines.append(_("对吗？"))
         alternatives = [c for c, _conf in draft.ranking[1:3] if c != draft.category]
@@ -710,16 +739,19 @@ class ConversationEngine:
         _ = turn._
         draft = turn.draft
         lines = [_("请核对登记内容："),
-                 f"{_(FIELD_LABELS['category'])}：{self._category_name(turn, draft.category)}",
-                 f"{_(FIELD_LABELS['kind'])}：{_(KIND_LABELS[Kind(draft.kind)])}"]
+                 _line(turn, "category", self._category_name(turn, draft.category)),
+                 _line(turn, "kind", _(KIND_LABELS[Kind(draft.kind)]))]
         lines += self._fact_lines(turn, with_missing=True)
-        lines.append(f"{_(FIELD_LABELS['evidence'])}：" + turn.ngettext("{count} 个文件", "{count} 个文件", len(draft.evidence)).format(
-            count=len(draft.evidence)) + (f"，{len(draft.links)} " + _("个链接") if draft.links else ""))
+        if draft.kind != Kind.CONSULTATION:
+            files = turn.ngettext("{count} 个文件", "{count} 个文件", len(draft.evidence)).format(count=len(draft.evidence))
+            if draft.links:
+                files += turn.ngettext("，{count} 个链接", "，{count} 个链接", len(draft.links)).format(count=len(draft.links))
+            lines.append(_line(turn, "evidence", files))
         if draft.kind == Kind.TIPOFF and draft.anonymous:
-            lines.append(f"{_(FIELD_LABELS['contact'])}：" + _("匿名"))
+            lines.append(_line(turn, "contact", _("匿名")))
         elif draft.name:
-            lines.append(f"{_(FIELD_LABELS['contact'])}：{draft.name} {_mask(draft.phone)}")
-        lines.append(f"{_(FIELD_LABELS['description'])}：{_shorten(draft.description, 120)}")
+            lines.append(_line(turn, "contact", f"{draft.name} {_mask(draft.phone)}"))
+        lines.append(_line(turn, "description", _shorten(draft.description, 120)))
         fields = ["category", "kind", *SLOTS_BY_KIND[Kind(draft.kind)]]
         if draft.kind != Kind.CONSULTATION:
             fields.append("evidence")
@@ -734,13 +766,14 @@ class ConversationEngine:
         lines = []
         kind = turn.draft.kind
         names = SLOTS_BY_KIND[Kind(kind)] if (with_missing and kind) else tuple(SLOT_STEP)
+        missing = _("（未提供）")  # not inside the f-string: Python 3.11's tokenizer hides it from extraction
         for slot in names:
             value = self._slot_text(turn, slot, slots.get(slot))
             if value is None and not with_missing:
                 continue
-            lines.append(f"{_(FIELD_LABELS[slot])}：{value if value is not None else _('（未提供）')}")
+            lines.append(_line(turn, slot, value if value is not None else missing))
         if not with_missing and kind:
-            lines.append(f"{_(FIELD_LABELS['kind'])}：{_(KIND_LABELS[Kind(kind)])}")
+            lines.append(_line(turn, "kind", _(KIND_LABELS[Kind(kind)])))
         return lines
 
     def _slot_text(self, turn: _Turn, slot: str, value) -> str | None:
@@ -811,9 +844,9 @@ class ConversationEngine:
         turn.case = view
         lang = draft.lang
         turn.draft = Draft(lang=lang, rev=draft.rev)
-        turn.say(self._receipt(turn, view))
+        turn.say(self._receipt(turn, view, anonymous=anonymous))
 
-    def _receipt(self, turn: _Turn, view: CaseView) -> str:
+    def _receipt(self, turn: _Turn, view: CaseView, *, anonymous: bool) -> str:
         _ = turn._
         unit = self._unit_name(turn, view.lead_unit)
         lines = [_("✅ 已登记，编号 {number}。").format(number=view.number)]
@@ -829,7 +862,10 @@ class ConversationEngine:
                 if deadline.provisional:
                     line += _("（暂定，以法定节假日安排为准）")
                 lines.append("· " + line)
-        lines.append(_("处理进展会在这里通知您。查询进度请发送 /status。"))
+        if anonymous:
+            lines.append(_("匿名举报不告知核查结果；处理状态可以随时发送 /status 查询。"))
+        else:
+            lines.append(_("处理进展会在这里通知您。查询进度请发送 /status。"))
         return "\n".join(lines)
 
     async def _status(self, turn: _Turn) -> None:
@@ -854,7 +890,7 @@ class ConversationEngine:
         except CaseNotFound:
             return turn.say(_("没有找到您名下编号为 {number} 的登记。请检查编号，或发送 /status 查看您的全部登记。").format(
                 number=number[:40]))
-        lines = [f"{case.number}", f"{_(FIELD_LABELS['category'])}：{self._category_name(turn, case.category)}",
+        lines = [f"{case.number}", _line(turn, "category", self._category_name(turn, case.category)),
                  _("状态：{status}").format(status=self._status_name(turn, case.status))]
         if case.lead_unit:
             lines.append(_("承办单位：{unit}").format(unit=self._unit_name(turn, case.lead_unit)))
@@ -875,25 +911,41 @@ class ConversationEngine:
             items = (EvidenceItem(evidence.sha256, evidence.size, evidence.mime, evidence.name, turn.person.channel),) if evidence else ()
             await self._cases.add_from_complainant(case.id, Actor("complainant"), text=text, evidence=items)
         except (CaseNotFound, DomainError):
-            turn.draft.case_number, turn.draft.step = None, Step.DESCRIBE
-            return turn.say(_("{number} 已经办结或不存在，无法补充。如有新问题请直接描述。").format(number=number))
+            turn.say(_("{number} 已经办结或不存在，无法补充。如有新问题请直接描述。").format(number=number))
+            return self._resume(turn)
         turn.say(_("已附到 {number}。还可以继续发送，完成后点“补充完毕”。").format(number=number),
                  (Button(_("补充完毕"), "add_done"),))
 
     async def _withdraw(self, turn: _Turn, *, confirmed: bool) -> None:
         _ = turn._
         number = turn.draft.case_number
-        turn.draft.case_number, turn.draft.step = None, Step.DESCRIBE
         if not confirmed or not number:
-            return turn.say(_("好的，没有撤回。"))
+            turn.say(_("好的，没有撤回。"))
+            return self._resume(turn)
         try:
             case = await self._cases.case_of(turn.person.channel, turn.person.user_id, number)
             await self._cases.withdraw(case.id, Actor("complainant"), _("您已撤回 {number}，本件不再处理。").format(number=number))
         except CaseNotFound:
-            return turn.say(_("没有找到您名下编号为 {number} 的登记。").format(number=number))
+            turn.say(_("没有找到您名下编号为 {number} 的登记。").format(number=number))
         except DomainError:
-            return turn.say(_("{number} 已经受理，不能再撤回。如有需要请补充说明，承办人员会与您联系。").format(number=number))
-        turn.say(_("已撤回 {number}。").format(number=number))
+            turn.say(_("{number} 已经受理，不能再撤回。如有需要请补充说明，承办人员会与您联系。").format(number=number))
+        else:
+            turn.say(_("已撤回 {number}。").format(number=number))
+        self._resume(turn)
+
+    @staticmethod
+    def _set_aside(draft: Draft) -> None:
+        """Remember the unfinished draft's step while the person deals with an existing case."""
+        if draft.step not in (Step.ADD_TO_CASE, Step.CONFIRM_WITHDRAW, Step.CONFIRM_CANCEL):
+            draft.resume_step = draft.step
+
+    def _resume(self, turn: _Turn) -> None:
+        draft = turn.draft
+        draft.case_number = None
+        draft.step = draft.resume_step or Step.DESCRIBE
+        draft.resume_step = None
+        if draft.has_content:
+            self._prompt(turn)
 
     # -- small helpers ----------------------------------------------------------------------------
 
@@ -938,6 +990,11 @@ class ConversationEngine:
         return turn._(STATUS_NAMES_ZH[status])
 
 
+def _line(turn: _Turn, field_name: str, value: str) -> str:
+    """'label：value', with the punctuation of the person's language."""
+    return turn._("{label}：{value}").format(label=turn._(FIELD_LABELS[field_name]), value=value)
+
+
 def _rows(buttons: list[Button], width: int) -> list[tuple[Button, ...]]:
     return [tuple(buttons[i : i + width]) for i in range(0, len(buttons), width)]
 
@@ -968,9 +1025,9 @@ def _plain_amount(text: str) -> int | None:
 
     match = re.fullmatch(r"\s*(\d+(?:\.\d{1,2})?)\s*", text)
     if match:
-        return round(float(match.group(1)) * 100)
+        return round(float(match.group(1)) * 100) or None
     value = parse_chinese_number(text.strip())
-    return int(value * 100) if value is not None and value > 0 else None
+    return int(value * 100) if value is not None and value > 0 else None  # a price of 0 is no answer
 
 
 def _iso_date(text: str) -> date | None:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from qinglang.errors import QinglangError
+from qinglang.i18n import N_
 
 
 class Status(StrEnum):
@@ -46,13 +47,13 @@ TRANSITIONS: dict[Action, tuple[frozenset[Status], Status | None]] = {
 }
 
 STATUS_NAMES_ZH = {
-    S.RECEIVED: "已接收",
-    S.ACCEPTED: "已受理",
-    S.REJECTED: "不予受理",
-    S.TRANSFERRED: "已转办",
-    S.IN_PROGRESS: "办理中",
-    S.RESOLVED: "已办结",
-    S.CLOSED: "已关闭",
+    S.RECEIVED: N_("已接收"),
+    S.ACCEPTED: N_("已受理"),
+    S.REJECTED: N_("不予受理"),
+    S.TRANSFERRED: N_("已转办"),
+    S.IN_PROGRESS: N_("办理中"),
+    S.RESOLVED: N_("已办结"),
+    S.CLOSED: N_("已关闭"),
 }
 
 # 不予受理 grounds, after SAMR's complaint-handling rules; the complainant is told the ground in words.

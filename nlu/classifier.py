@@ -123,6 +123,9 @@ class RasaBackend:
         self._session = session
         self.fallbacks = 0
 
+    def warm_up(self) -> None:
+        self._fallback.warm_up()
+
     async def parse(self, text: str, *, now: datetime) -> NluResult:
         clean = normalise(text)  # bad input is the caller's error on every backend alike
         try:

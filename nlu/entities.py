@@ -89,9 +89,12 @@ class EntityExtractor:
         self._platforms = sorted(variants.items(), key=lambda kv: -len(kv[0]))
 
     def extract(self, text: str, today: date) -> Entities:
+        live_room = _first(_LIVE_ROOM, text)
+        if live_room is not None and self.platform(live_room) is not None and len(live_room) <= 6:
+            live_room = None  # "在抖音直播间": the platform, not the name of a room
         return Entities(
             platform=self.platform(text),
-            live_room=_first(_LIVE_ROOM, text),
+            live_room=live_room,
             streamer=_first(_STREAMER, text),
             shop=_first(_SHOP, text),
             product=product(text),

@@ -1,14 +1,18 @@
-"""The aiohttp application: health now; console, web chat, API and bot webhook plug in here."""
+"""The aiohttp application: health, staff console, web chat, JSON API, and the bot's webhook."""
 
 from __future__ import annotations
+
+import asyncio
 
 from aiohttp import web
 from sqlalchemy import text
 
 import qinglang
+from intake.queries import CaseQueries
 from qinglang.bootstrap import Container
-
-CONTAINER = web.AppKey("container", Container)
+from web.keys import AUTH, CONTAINER, QUERIES
+from web.middlewares import csrf_middleware, principal_middleware, security_headers
+from web.security import Authenticator
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -26,17 +30,43 @@ async def healthz(request: web.Request) -> web.Response:
     )
 
 
-def create_app(container: Container) -> web.Application:
-    app = web.Application(client_max_size=2 * 1024 * 1024)
+def create_app(container: Container, *, with_bot: bool = True) -> web.Application:
+    app = web.Application(
+        client_max_size=container.settings.storage.max_evidence_bytes + 1024 * 1024,
+        middlewares=[security_headers, principal_middleware, csrf_middleware],
+    )
     app[CONTAINER] = container
+    app[AUTH] = Authenticator(container.uow, container.clock)
+    app[QUERIES] = CaseQueries(container.uow, container.clock, container.settings.tz)
     app.router.add_get("/healthz", healthz)
-    if container.settings.bot.bot_token is not None:
+    for module in _feature_modules():
+        module.setup(app)
+    if with_bot and container.settings.bot.bot_token is not None:
         from bot.runner import TelegramChannel
 
         TelegramChannel(container).attach(app)
 
+    async def _warm_up(_app: web.Application) -> None:
+        # train or load the classifier before the first citizen waits for it
+        await asyncio.to_thread(container.nlu.warm_up)
+
     async def _dispose(_app: web.Application) -> None:
         await container.close()
 
+    app.on_startup.insert(0, _warm_up)
     app.on_cleanup.append(_dispose)
     return app
+
+
+def _feature_modules() -> list:
+    """The parts that add routes: each has setup(app). Missing parts are simply not there yet."""
+    import importlib
+
+    modules = []
+    for name in ("web.api.routes", "web.console.routes", "web.chat.routes"):
+        try:
+            modules.append(importlib.import_module(name))
+        except ModuleNotFoundError as exc:
+            if exc.name not in (name, name.rsplit(".", 1)[0]):
+                raise
+    return modules

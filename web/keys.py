@@ -1,0 +1,16 @@
+"""Typed keys of what the aiohttp application carries."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from intake.queries import CaseQueries
+from qinglang.bootstrap import Container
+from web.security import Authenticator
+
+CONTAINER = web.AppKey("container", Container)
+AUTH = web.AppKey("auth", Authenticator)
+QUERIES = web.AppKey("queries", CaseQueries)
+
+SESSION_COOKIE = "qinglang_session"
+PRINCIPAL = "principal"  # request[PRINCIPAL]: web.security.Principal | None
