@@ -21,6 +21,7 @@ from db.models import (
     Evidence,
     HolidayOverride,
     StaffUser,
+    Subject,
     Unit,
 )
 
@@ -113,6 +114,21 @@ class CaseRepository(_Repository):
 
     def add_deadline(self, deadline: CaseDeadline) -> None:
         self.session.add(deadline)
+
+
+class SubjectRepository(_Repository):
+    async def get_or_create(self, type_: str, platform: str, name: str, now) -> Subject:
+        """The subject of the registry (主体名录) with this type, platform and name; created if new.
+        Insert-or-ignore first, so two cases naming the same new streamer at once do not collide."""
+        dialect = self.session.bind.dialect.name
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        await self.session.execute(
+            insert(Subject).values(type=type_, platform=platform, name=name, created_at=now)
+            .on_conflict_do_nothing(index_elements=[Subject.type, Subject.platform, Subject.name])
+        )
+        return await self.session.scalar(
+            select(Subject).where(Subject.type == type_, Subject.platform == platform, Subject.name == name)
+        )
 
 
 class HolidayOverrideRepository(_Repository):

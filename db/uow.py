@@ -16,6 +16,7 @@ from db.repositories import (
     ComplainantRepository,
     HolidayOverrideRepository,
     StaffUserRepository,
+    SubjectRepository,
     UnitRepository,
 )
 
@@ -27,6 +28,7 @@ class UnitOfWork:
     complainants: ComplainantRepository
     cases: CaseRepository
     holidays: HolidayOverrideRepository
+    subjects: SubjectRepository
 
     def __init__(self, session_factory: async_sessionmaker) -> None:
         self._session_factory = session_factory
@@ -38,6 +40,7 @@ class UnitOfWork:
         self.complainants = ComplainantRepository(self.session)
         self.cases = CaseRepository(self.session)
         self.holidays = HolidayOverrideRepository(self.session)
+        self.subjects = SubjectRepository(self.session)
         return self
 
     async def __aexit__(self, exc_type, exc, tb) -> None:

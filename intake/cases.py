@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
-from db.models import Case, CaseDeadline, CaseEvent, CaseMessage, CaseUnit, Complainant, Evidence, Unit
+from db.models import Case, CaseDeadline, CaseEvent, CaseMessage, CaseSubject, CaseUnit, Complainant, Evidence, Unit
 from db.uow import UnitOfWork, UnitOfWorkFactory
 from intake.calendar import WorkingCalendar
 from intake.clock import Clock
@@ -183,6 +183,7 @@ class CaseService:
             uow.session.add(case)
             await uow.flush()
             await self._assign(uow, case, decision.lead, decision.co_units, now)
+            await self._link_subjects(uow, case, now)
             self._attach(uow, case, new.evidence, now)
             self._attach(uow, case, tuple(_link_item(url) for url in new.links), now)
             calendar = await self._calendar(uow)
@@ -470,6 +471,16 @@ class CaseService:
             role = "lead" if code == lead else "co"
             case.assignments.append(CaseUnit(case_id=case.id, unit=units[code], unit_id=units[code].id,
                                              role=role, assigned_at=now))
+
+    @staticmethod
+    async def _link_subjects(uow: UnitOfWork, case: Case, now: datetime) -> None:
+        """Enter the platform, live room and streamer the case names into the subject registry."""
+        named = [("platform", "", case.platform), ("live_room", case.platform or "", case.live_room),
+                 ("streamer", case.platform or "", case.streamer)]
+        for type_, platform, name in named:
+            if name and name.strip():
+                subject = await uow.subjects.get_or_create(type_, platform, name.strip()[:200], now)
+                uow.session.add(CaseSubject(case_id=case.id, subject_id=subject.id, role="reported"))
 
     @staticmethod
     def _attach(uow: UnitOfWork, case: Case, items: tuple[EvidenceItem, ...], now: datetime) -> None:
