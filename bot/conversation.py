@@ -1,13 +1,21 @@
-"""The one place where Telegram meets the conversation engine: load the draft, handle, save, reply."""
+"""The one place where Telegram meets the conversation engine: load the draft, handle, save, reply.
+
+The new draft and the replies still to send are saved together before anything is sent, marked with
+the update they answer. If sending fails, the inbox replays that update later: it then finds the
+update already applied and only sends what is left, so no answer is applied twice and no reply
+(a case number!) is lost.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 from aiogram import Bot
 from aiogram.fsm.context import FSMContext
 from aiogram.types import User
 
 from bot.keyboards import keyboard
-from intake.conversation import ConversationEngine, Inbound, Outcome, Person
+from intake.conversation import Button, ConversationEngine, Inbound, Person, Reply
 from intake.draft import Draft
 from qinglang.i18n import language_of
 
@@ -23,15 +31,28 @@ def person_of(user: User) -> Person:
 
 
 async def converse(engine: ConversationEngine, bot: Bot, state: FSMContext, user: User, chat_id: int,
-                   event: Inbound) -> Outcome:
-    draft = await load_draft(state)
-    outcome = await engine.handle(event, draft, person_of(user))
-    # the draft is saved before anything is sent: a failed send never loses an answer
-    if outcome.draft is None:
-        await state.clear()
-    else:
-        await state.set_data({"draft": outcome.draft.to_dict()})
-    rev = outcome.draft.rev if outcome.draft else 0
-    for reply in outcome.replies:
-        await bot.send_message(chat_id, reply.text, reply_markup=keyboard(reply, uid=user.id, rev=rev))
-    return outcome
+                   event: Inbound, update_id: int) -> None:
+    data = await state.get_data()
+    if data.get("applied") != update_id:
+        outcome = await engine.handle(event, Draft.from_dict(data.get("draft")), person_of(user))
+        rev = outcome.draft.rev if outcome.draft else 0
+        data = {"applied": update_id, "unsent": [_pack(reply, user.id, rev) for reply in outcome.replies]}
+        if outcome.draft is not None:
+            data["draft"] = outcome.draft.to_dict()
+        await state.set_data(data)
+    await _send_unsent(bot, state, chat_id, data)
+
+
+async def _send_unsent(bot: Bot, state: FSMContext, chat_id: int, data: dict[str, Any]) -> None:
+    unsent = list(data.get("unsent", []))
+    while unsent:
+        item = unsent[0]
+        reply = Reply(item["text"], tuple(tuple(Button(label, value) for label, value in row) for row in item["buttons"]))
+        await bot.send_message(chat_id, reply.text, reply_markup=keyboard(reply, uid=item["uid"], rev=item["rev"]))
+        unsent.pop(0)
+        await state.update_data(unsent=unsent)
+
+
+def _pack(reply: Reply, uid: int, rev: int) -> dict[str, Any]:
+    return {"text": reply.text, "uid": uid, "rev": rev,
+            "buttons": [[[button.label, button.value] for button in row] for row in reply.buttons]}

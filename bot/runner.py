@@ -16,6 +16,7 @@ from bot.storage import build_event_isolation, build_storage
 from db.engine import create_session_factory
 from intake.inbox import Inbox
 from qinglang.bootstrap import Container
+from qinglang.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,9 @@ class TelegramChannel:
     def attach(self, app: web.Application) -> None:
         """Plug into the aiohttp app: start and stop with it; in webhook mode, add the route."""
         if self.settings.bot_mode == "webhook":
-            secret = self.settings.webhook_secret.get_secret_value() if self.settings.webhook_secret else None
+            if self.settings.webhook_secret is None:
+                raise ConfigError("webhook mode needs QINGLANG_WEBHOOK_SECRET")
+            secret = self.settings.webhook_secret.get_secret_value()
             SimpleRequestHandler(self.dispatcher, self.bot, secret_token=secret,
                                  handle_in_background=False).register(app, path=self.settings.webhook_path)
         app.on_startup.append(self._start)

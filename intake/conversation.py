@@ -19,7 +19,7 @@ from nlu import entities as ent
 from nlu.classifier import Backend
 from nlu.kind import decide_kind
 from nlu.taxonomy import CATEGORIES, CATEGORY_IDS, Kind, category
-from nlu.text import NluInputError
+from nlu.text import NluInputError, normalise
 from qinglang.i18n import N_, translations
 from routing.directory import UnitDirectory
 from routing.rules import MerchantLocation
@@ -145,6 +145,7 @@ class ConversationEngine:
 
     async def handle(self, event: Inbound, draft: Draft | None, person: Person) -> Outcome:
         draft = draft or Draft(lang=person.language)
+        step_before = draft.step
         turn = _Turn(draft, person, event)
         if event.type == "command":
             await self._command(turn)
@@ -154,7 +155,10 @@ class ConversationEngine:
             await self._attachment(turn)
         else:
             await self._text(turn)
-        turn.draft.rev = draft.rev + 1  # also when the draft was replaced (cancel, submit)
+        # Buttons carry the rev: it changes when the conversation moves to another step (or the draft
+        # is replaced), so buttons of the current question stay usable after /help, a wrong answer, ...
+        if turn.draft is not draft or turn.draft.step != step_before:
+            turn.draft.rev = draft.rev + 1
         keep = turn.draft if (turn.draft.has_content or turn.draft.step != Step.DESCRIBE or turn.draft.lang != "zh") else None
         return Outcome(turn.replies, keep, turn.case)
 
@@ -346,6 +350,9 @@ class ConversationEngine:
             return self._prompt(turn)
         if draft.step == Step.DESCRIBE:
             return await self._describe(turn, text)
+        if not _has_words(text):
+            turn.say(_("我没看到文字内容。请用文字回答，或点击下面的按钮。"))
+            return self._prompt(turn)
         if draft.step == Step.ADD_TO_CASE and draft.case_number:
             return await self._add_to_case(turn, text=text)
         handler = {
@@ -988,6 +995,14 @@ class ConversationEngine:
 
     def _status_name(self, turn: _Turn, status: Status) -> str:
         return turn._(STATUS_NAMES_ZH[status])
+
+
+def _has_words(text: str) -> bool:
+    try:
+        normalise(text)
+    except NluInputError:
+        return False
+    return True
 
 
 def _line(turn: _Turn, field_name: str, value: str) -> str:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -71,6 +71,12 @@ class BotSettings(BaseSettings):
         if not number.isdigit() or len(secret) < 20:
             raise ValueError("a bot token looks like 123456:ABC-DEF... (from @BotFather)")
         return value
+
+    @model_validator(mode="after")
+    def _webhook_needs_secret(self) -> BotSettings:
+        if self.bot_mode == "webhook" and self.webhook_secret is None:
+            raise ValueError("webhook mode needs QINGLANG_WEBHOOK_SECRET, or anyone who finds the URL could post updates")
+        return self
 
     @field_validator("webhook_secret")
     @classmethod
@@ -197,4 +203,4 @@ def _describe(exc: ValidationError) -> str:
     err = exc.errors()[0]
     field = str(err["loc"][0]) if err["loc"] else "?"
     message = err["msg"].removeprefix("Value error, ")
-    return f"QINGLANG_{field.upper()}: {message}"
+    return f"QINGLANG_{field.upper()}: {message}" if err["loc"] else message

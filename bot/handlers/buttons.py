@@ -3,9 +3,12 @@ changes nothing and gets a short answer."""
 
 from __future__ import annotations
 
+import contextlib
+
 from aiogram import Bot, Router
+from aiogram.exceptions import TelegramBadRequest
 from aiogram.fsm.context import FSMContext
-from aiogram.types import CallbackQuery
+from aiogram.types import CallbackQuery, Update
 from aiogram.utils.i18n import gettext as _
 
 from bot.callbacks import Choice
@@ -17,19 +20,23 @@ CASE_ACTIONS = ("case", "add", "withdraw")
 
 
 async def press_button(query: CallbackQuery, callback_data: Choice, bot: Bot, state: FSMContext,
-                       engine: ConversationEngine, now) -> None:
-    if callback_data.uid != query.from_user.id:
-        await query.answer(_("这不是您的登记，无法操作。"), show_alert=True)
-        return
-    draft = await load_draft(state)
-    current = draft.rev if draft else 0
-    action = callback_data.value.partition(":")[0]
-    if callback_data.rev != current and action not in CASE_ACTIONS:
-        await query.answer(_("这个按钮已经过期了，请按最新的提示操作。"))
-        return
-    await query.answer()
+                       engine: ConversationEngine, event_update: Update, now) -> None:
+    replay = (await state.get_data()).get("applied") == event_update.update_id
+    if not replay:  # a replayed press was checked when it first came; only its replies are left to send
+        if callback_data.uid != query.from_user.id:
+            await query.answer(_("这不是您的登记，无法操作。"), show_alert=True)
+            return
+        draft = await load_draft(state)
+        current = draft.rev if draft else 0
+        action = callback_data.value.partition(":")[0]
+        if callback_data.rev != current and action not in CASE_ACTIONS:
+            await query.answer(_("这个按钮已经过期了，请按最新的提示操作。"))
+            return
+    with contextlib.suppress(TelegramBadRequest):  # a replay may come after the query expired
+        await query.answer()
     chat_id = query.message.chat.id if query.message else query.from_user.id
-    await converse(engine, bot, state, query.from_user, chat_id, Inbound("button", now(), value=callback_data.value))
+    event = Inbound("button", now(), value=callback_data.value)
+    await converse(engine, bot, state, query.from_user, chat_id, event, event_update.update_id)
 
 
 async def refuse_unknown_button(query: CallbackQuery) -> None:

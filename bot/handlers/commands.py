@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiogram import Bot, Router
 from aiogram.filters import Command, CommandObject, CommandStart
 from aiogram.fsm.context import FSMContext
-from aiogram.types import Message
+from aiogram.types import Message, Update
 
 from bot.conversation import converse
 from intake.conversation import ConversationEngine, Inbound
@@ -13,19 +13,23 @@ from intake.conversation import ConversationEngine, Inbound
 COMMANDS = ("new", "help", "cancel", "status", "case", "lang", "privacy")
 
 
-async def start_conversation(message: Message, bot: Bot, state: FSMContext, engine: ConversationEngine, now) -> None:
-    await converse(engine, bot, state, message.from_user, message.chat.id, Inbound("command", now(), value="start"))
+async def start_conversation(message: Message, bot: Bot, state: FSMContext, engine: ConversationEngine,
+    event_update: Update, now) -> None:
+    await converse(engine, bot, state, message.from_user, message.chat.id,
+                   Inbound("command", now(), value="start"), event_update.update_id)
 
 
 async def run_command(message: Message, command: CommandObject, bot: Bot, state: FSMContext,
-                      engine: ConversationEngine, now) -> None:
+                      engine: ConversationEngine, event_update: Update, now) -> None:
     event = Inbound("command", now(), value=command.command.lower(), args=command.args or "")
-    await converse(engine, bot, state, message.from_user, message.chat.id, event)
+    await converse(engine, bot, state, message.from_user, message.chat.id, event, event_update.update_id)
 
 
-async def refuse_unknown_command(message: Message, bot: Bot, state: FSMContext, engine: ConversationEngine, now) -> None:
+async def refuse_unknown_command(message: Message, bot: Bot, state: FSMContext, engine: ConversationEngine,
+    event_update: Update, now) -> None:
     name = message.text[1:].split(maxsplit=1)[0].split("@")[0].lower()
-    await converse(engine, bot, state, message.from_user, message.chat.id, Inbound("command", now(), value=name))
+    await converse(engine, bot, state, message.from_user, message.chat.id,
+                   Inbound("command", now(), value=name), event_update.update_id)
 
 
 def create_router() -> Router:

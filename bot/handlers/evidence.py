@@ -8,7 +8,7 @@ import io
 from aiogram import Bot, F, Router
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.fsm.context import FSMContext
-from aiogram.types import Message
+from aiogram.types import Message, Update
 from aiogram.utils.i18n import gettext as _
 
 from bot.conversation import converse
@@ -29,7 +29,7 @@ def media_of(message: Message) -> tuple[str, int | None, str | None] | None:
     return None
 
 
-async def receive_evidence(message: Message, bot: Bot, state: FSMContext, engine: ConversationEngine,
+async def receive_evidence(message: Message, bot: Bot, state: FSMContext, engine: ConversationEngine, event_update: Update,
                            evidence: EvidenceStore, now) -> None:
     file_id, size, name = media_of(message)
     too_big = _("这个文件超过了 20 MB，无法通过 Telegram 接收。请压缩或截取关键部分后再发送，或者在网页版登记时上传。")
@@ -51,7 +51,7 @@ async def receive_evidence(message: Message, bot: Bot, state: FSMContext, engine
         return
     attachment = Attachment(stored.sha256, stored.size, stored.mime, stored.original_name)
     event = Inbound("attachment", now(), text=message.caption or "", attachment=attachment)
-    await converse(engine, bot, state, message.from_user, message.chat.id, event)
+    await converse(engine, bot, state, message.from_user, message.chat.id, event, event_update.update_id)
 
 
 def create_router() -> Router:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from aiogram import Bot, F, Router
 from aiogram.fsm.context import FSMContext
-from aiogram.types import Message
+from aiogram.types import Message, Update
 from aiogram.utils.i18n import gettext as _
 
 from bot.conversation import converse, load_draft
@@ -14,12 +14,13 @@ from intake.draft import Step
 
 
 
-async def receive_contact(message: Message, bot: Bot, state: FSMContext, engine: ConversationEngine, now) -> None:
+async def receive_contact(message: Message, bot: Bot, state: FSMContext, engine: ConversationEngine,
+    event_update: Update, now) -> None:
     draft = await load_draft(state)
     own = message.contact.user_id == message.from_user.id
     if draft is not None and draft.step == Step.PHONE and own:
         event = Inbound("text", now(), text=message.contact.phone_number.lstrip("+").removeprefix("86"))
-        await converse(engine, bot, state, message.from_user, message.chat.id, event)
+        await converse(engine, bot, state, message.from_user, message.chat.id, event, event_update.update_id)
         return
     await message.answer(_("为保护个人信息，请不要发送联系人名片。需要联系电话时我会单独询问。"))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiogram import Bot, F, Router
 from aiogram.fsm.context import FSMContext
-from aiogram.types import Message
+from aiogram.types import Message, Update
 from aiogram.utils.i18n import gettext as _
 
 from bot.conversation import converse
@@ -12,10 +12,12 @@ from intake.conversation import ConversationEngine, Inbound
 
 
 
-async def handle_text(message: Message, bot: Bot, state: FSMContext, engine: ConversationEngine, now) -> None:
+async def handle_text(message: Message, bot: Bot, state: FSMContext, engine: ConversationEngine,
+    event_update: Update, now) -> None:
     if message.forward_origin is not None:
         await message.answer(_("（这是一条转发的消息，我把它当作您提供的说明。）"))
-    await converse(engine, bot, state, message.from_user, message.chat.id, Inbound("text", now(), text=message.text))
+    await converse(engine, bot, state, message.from_user, message.chat.id,
+                   Inbound("text", now(), text=message.text), event_update.update_id)
 
 
 def create_router() -> Router:
