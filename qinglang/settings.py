@@ -109,6 +109,7 @@ class WebSettings(BaseSettings):
     port: int = Field(default=8080, ge=1, le=65535)
     timezone: str = "Asia/Shanghai"
     secret_key: SecretStr | None = None
+    cookie_secure: bool = False  # set behind https so session cookies are never sent in clear
 
     @field_validator("timezone")
     @classmethod

@@ -47,7 +47,7 @@ def may_act(principal: Principal, unit_parts: dict[int, str], action: Action | s
         return False
     if action in ("reply", "message", "request_info"):
         return unit_parts.get(principal.unit_id) == "lead"
-    return unit_parts.get(principal.unit_id) == "lead" and Action(action) in HANDLER_ACTIONS
+    return unit_parts.get(principal.unit_id) == "lead" and action in HANDLER_ACTIONS
 
 
 def may_reclassify(principal: Principal) -> bool:

@@ -138,7 +138,7 @@ class Authenticator:
             if user is None or not self._verify(user.password_hash, old):
                 raise AuthError("原密码不正确 (the current password is wrong)")
             user.password_hash = self._hasher.hash(new)
-            # every other session of this user ends
+            # every session of this user ends, this one too: whoever changed it logs in again
             await uow.session.execute(delete(StaffSession).where(StaffSession.user_id == user_id))
             self._audit(uow, user_id, "password_change", now)
             await uow.commit()

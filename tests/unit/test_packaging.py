@@ -26,3 +26,25 @@ def test_compose_file_describes_database_cache_and_app():
     for name, service in services.items():
         for key in service.get("environment", {}):
             assert key.startswith(("QINGLANG_", "POSTGRES_")), (name, key)
+
+
+def test_wheel_carries_the_data_files(tmp_path):
+    """An installed (not editable) copy needs its YAML, catalogs, training data and templates."""
+    import subprocess
+    import sys
+    import zipfile
+
+    subprocess.run([sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "-q",
+                    "-w", str(tmp_path)], check=True, capture_output=True, timeout=300)
+    (wheel,) = tmp_path.glob("qinglang-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    expected = {
+        "routing/data/units.yaml", "routing/data/rules.yaml", "intake/data/deadlines.yaml",
+        "db/migrations/script.py.mako", "db/migrations/env.py",
+        "qinglang/locales/en/LC_MESSAGES/qinglang.mo",
+        "nlu/rasa/config.yml", "nlu/rasa/data/kinds.yml", "nlu/rasa/data/categories/price.yml",
+        "nlu/rasa/userdict/userdict.txt",
+    }
+    assert expected <= names, sorted(expected - names)
+    migrations = {n for n in names if n.startswith("db/migrations/versions/0")}
+    assert len(migrations) == len(list((ROOT / "db" / "migrations" / "versions").glob("0*.py")))
