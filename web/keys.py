@@ -6,11 +6,11 @@ from aiohttp import web
 
 from intake.queries import CaseQueries
 from qinglang.bootstrap import Container
-from web.security import Authenticator
+from web.security import Authenticator, Principal
 
 CONTAINER = web.AppKey("container", Container)
 AUTH = web.AppKey("auth", Authenticator)
 QUERIES = web.AppKey("queries", CaseQueries)
 
 SESSION_COOKIE = "qinglang_session"
-PRINCIPAL = "principal"  # request[PRINCIPAL]: web.security.Principal | None
+PRINCIPAL = web.RequestKey("principal", Principal)  # the staff member asking, or None
