@@ -77,10 +77,9 @@ class TelegramChannel:
 
     async def replay(self, *, older_than: timedelta = timedelta(seconds=30)) -> int:
         """Handle again every stored update that was not handled; returns how many were tried."""
-        pending = await self.inbox.pending(older_than=older_than)
+        pending = await self.inbox.pending("telegram", older_than=older_than)
         for item in pending:
-            if item.channel == "telegram":
-                await self.dispatcher.feed_raw_update(self.bot, item.payload, inbox_id=item.id)
+            await self.dispatcher.feed_raw_update(self.bot, item.payload, inbox_id=item.id)
         return len(pending)
 
     async def _replay_forever(self) -> None:

@@ -153,6 +153,8 @@ class Case(Base):
     closed_at: Mapped[datetime | None]
     replied_at: Mapped[datetime | None]  # the last complainant-facing reply
     next_due_on: Mapped[date | None] = mapped_column(Date)
+    # the web chat's access code for the status page, hashed (web/chat/codes.py); never kept in clear
+    access_code_hash: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     version: Mapped[int] = mapped_column(default=1)

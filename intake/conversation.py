@@ -871,8 +871,10 @@ class ConversationEngine:
                 lines.append("· " + line)
         if anonymous:
             lines.append(_("匿名举报不告知核查结果；处理状态可以随时发送 /status 查询。"))
-        else:
+        elif turn.person.channel == "telegram":
             lines.append(_("处理进展会在这里通知您。查询进度请发送 /status。"))
+        else:
+            lines.append(_("处理进展可以随时用编号和查询码在状态页查询。"))
         return "\n".join(lines)
 
     async def _status(self, turn: _Turn) -> None:

@@ -58,13 +58,15 @@ class Inbox:
             )
             await uow.commit()
 
-    async def pending(self, *, older_than: timedelta, limit: int = 100) -> list[PendingUpdate]:
-        """Unprocessed updates old enough not to be in flight, oldest first, that may be tried again."""
+    async def pending(self, channel: str, *, older_than: timedelta, limit: int = 100) -> list[PendingUpdate]:
+        """Unprocessed updates of a channel, old enough not to be in flight, oldest first, that may be
+        tried again (per channel, so one channel's backlog never starves another)."""
         cutoff: datetime = self._clock.now() - older_than
         async with self._uow() as uow:
             rows = await uow.session.scalars(
                 select(InboxUpdate)
-                .where(InboxUpdate.processed_at.is_(None), InboxUpdate.received_at <= cutoff,
+                .where(InboxUpdate.channel == channel, InboxUpdate.processed_at.is_(None),
+                       InboxUpdate.received_at <= cutoff,
                        InboxUpdate.attempts < MAX_ATTEMPTS)
                 .order_by(InboxUpdate.id).limit(limit)
             )

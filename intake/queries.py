@@ -106,7 +106,7 @@ class CaseQueries:
         limit = max(1, min(limit, MAX_PAGE))
         query = select(Case).where(scope, *self._conditions(filters))
         if cursor:
-            query = query.where(_after(_decode_cursor(cursor)))
+            query = query.where(_after(decode_cursor(cursor)))
         query = query.order_by(Case.next_due_on.asc().nulls_last(), Case.id.asc()).limit(limit + 1)
         today = self.today()
         async with self._uow() as uow:
@@ -220,12 +220,16 @@ def _encode_cursor(case: Case) -> str:
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str) -> tuple[date | None, int]:
+def decode_cursor(cursor: str) -> tuple[date | None, int]:
+    """The position a cursor names; BadQuery for anything this module did not make."""
     try:
         due, case_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        return (date.fromisoformat(due) if due else None), int(case_id)
+        position = (date.fromisoformat(due) if due else None), int(case_id)
     except (ValueError, TypeError):
         raise BadQuery("the page cursor is not valid; start from the first page") from None
+    if not 0 < position[1] < 2**63:
+        raise BadQuery("the page cursor is not valid; start from the first page")
+    return position
 
 
 def _after(position: tuple[date | None, int]) -> ColumnElement[bool]:

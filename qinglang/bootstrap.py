@@ -82,7 +82,8 @@ def build_nlu(settings: Settings, *, backend: str | None = None, progress: bool 
     """The configured classifier: embedded, or Rasa with the embedded one as its fallback."""
     from nlu.classifier import EmbeddedBackend, RasaBackend
 
-    embedded = EmbeddedBackend(cache_dir=settings.storage.data_dir / "nlu", tz=settings.tz, progress=progress)
+    cache_dir = settings.nlu.nlu_cache_dir or settings.storage.data_dir / "nlu"
+    embedded = EmbeddedBackend(cache_dir=cache_dir, tz=settings.tz, progress=progress)
     chosen = backend or settings.nlu.nlu_backend
     if chosen == "embedded":
         return embedded

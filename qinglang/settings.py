@@ -100,6 +100,7 @@ class NluSettings(BaseSettings):
     rasa_timeout: float = Field(default=3.0, gt=0, le=60)
     nlu_backend: str = Field(default="embedded", pattern="^(embedded|rasa)$")
     nlu_confidence_threshold: float = Field(default=0.45, ge=0, le=1)
+    nlu_cache_dir: Path | None = None  # trained embedded models; None: <data dir>/nlu
 
 
 class WebSettings(BaseSettings):

@@ -4,6 +4,20 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --test || exit 1
+
+# The browser tests (tests/browser) drive Debian's headless Chromium; Playwright never downloads a browser.
+# Install it, with fonts for Chinese and emoji in the screenshots, when we are root on a Debian-like machine.
+# Without it the browser tests skip locally and fail in CI (CI=true).
+browser_packages="chromium fonts-noto-cjk fonts-noto-color-emoji"
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && command -v dpkg >/dev/null 2>&1 \
+   && { [ ! -x /usr/bin/chromium ] || ! dpkg -s $browser_packages >/dev/null 2>&1; }; then
+  echo "test.sh: installing $browser_packages for the browser tests" >&2
+  if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $browser_packages; } \
+       >/tmp/qinglang-test-apt.log 2>&1; then
+    echo "test.sh: could not install $browser_packages (see /tmp/qinglang-test-apt.log)" >&2
+  fi
+fi
+
 .venv/bin/python -m pytest -p no:cacheprovider "$@"
 status=$?
 if [ "$status" -eq 5 ]; then

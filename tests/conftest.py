@@ -120,9 +120,33 @@ def clock() -> FixedClock:
     return FixedClock(datetime(2026, 11, 16, 2, 0, tzinfo=UTC))
 
 
+@pytest.fixture(scope="session")
+def nlu_cache_dir(tmp_path_factory) -> Path:
+    """One trained classifier for the whole session (the model is cached by a hash of its data)."""
+    return tmp_path_factory.mktemp("nlu-cache")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def fast_password_hashing():
+    """argon2 with its production cost makes each login take ~100 ms; tests check behaviour, not cost."""
+    import functools
+
+    from argon2 import PasswordHasher
+
+    import web.accounts
+    import web.security
+
+    cheap = functools.partial(PasswordHasher, time_cost=1, memory_cost=1024, parallelism=1)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(web.accounts, "PasswordHasher", cheap)
+        patch.setattr(web.security, "PasswordHasher", cheap)
+        yield
+
+
 @pytest.fixture
-def settings(tmp_path, database_url) -> Settings:
-    return load_settings(env_file=None, data_dir=tmp_path / "data", database_url=database_url)
+def settings(tmp_path, database_url, nlu_cache_dir) -> Settings:
+    return load_settings(env_file=None, data_dir=tmp_path / "data", database_url=database_url,
+                         nlu_cache_dir=nlu_cache_dir)
 
 
 @pytest.fixture

@@ -156,7 +156,7 @@ class Authenticator:
 
 
 def csrf_matches(expected: str | None, given: str | None) -> bool:
-    return bool(expected) and bool(given) and hmac.compare_digest(expected, given)
+    return bool(expected) and bool(given) and hmac.compare_digest(expected.encode(), given.encode())
 
 
 def _principal(user: StaffUser, unit: Unit | None, *, csrf: str | None, via: str) -> Principal:

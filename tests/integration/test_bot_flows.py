@@ -539,11 +539,12 @@ async def test_emoji_only_in_the_middle_changes_nothing(fake, channel, alice, co
     await alice.send(ELECTRIC_BLANKET)
     assert await alice.press("对，继续") == [PRODUCT_Q]
     before = await alice.draft()
-    (answer,) = await alice.send("🙏")
+    answer, question = await alice.send("🙏", expect=2)
     draft = await alice.draft()
     assert (draft["step"], "product" in draft["slots"]) == ("product", False), answer
     assert without_rev(draft) == without_rev(before)
-    assert "文字" in answer
+    assert answer == "我没看到文字内容。请用文字回答，或点击下面的按钮。"
+    assert question == PRODUCT_Q  # the same question again, its buttons still valid
 
 
 async def test_buttons_that_cannot_be_used(fake, channel, alice, bob, container):
