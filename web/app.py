@@ -10,6 +10,9 @@ from sqlalchemy import text
 import qinglang
 from intake.queries import CaseQueries
 from qinglang.bootstrap import Container
+from web.api import routes as api_routes
+from web.chat import routes as chat_routes
+from web.console import routes as console_routes
 from web.keys import AUTH, CONTAINER, QUERIES
 from web.middlewares import csrf_middleware, principal_middleware, security_headers
 from web.security import Authenticator
@@ -39,8 +42,8 @@ def create_app(container: Container, *, with_bot: bool = True) -> web.Applicatio
     app[AUTH] = Authenticator(container.uow, container.clock)
     app[QUERIES] = CaseQueries(container.uow, container.clock, container.settings.tz)
     app.router.add_get("/healthz", healthz)
-    for module in _feature_modules():
-        module.setup(app)
+    for feature in (api_routes, console_routes, chat_routes):
+        feature.setup(app)
     if with_bot and container.settings.bot.bot_token is not None:
         from bot.runner import TelegramChannel
 
@@ -56,17 +59,3 @@ def create_app(container: Container, *, with_bot: bool = True) -> web.Applicatio
     app.on_startup.insert(0, _warm_up)
     app.on_cleanup.append(_dispose)
     return app
-
-
-def _feature_modules() -> list:
-    """The parts that add routes: each has setup(app). Missing parts are simply not there yet."""
-    import importlib
-
-    modules = []
-    for name in ("web.api.routes", "web.console.routes", "web.chat.routes"):
-        try:
-            modules.append(importlib.import_module(name))
-        except ModuleNotFoundError as exc:
-            if exc.name not in (name, name.rsplit(".", 1)[0]):
-                raise
-    return modules
