@@ -58,25 +58,25 @@ STATUS_NAMES_ZH = {
 
 # 不予受理 grounds, after SAMR's complaint-handling rules; the complainant is told the ground in words.
 REJECTION_GROUNDS: dict[str, str] = {
-    "not_consumer_dispute": "不属于为生活消费需要购买、使用商品或者接受服务而发生的消费者权益争议",
-    "no_jurisdiction": "本部门不具有处理权限",
-    "court_or_arbitration": "法院、仲裁机构、其他行政部门或者消费者协会已经受理或者处理",
-    "already_handled": "同一事项已由市场监督管理部门处理过且无新的事实、理由",
-    "time_limit_passed": "超过规定时限（自知道或者应当知道权益受到侵害之日起三年）",
-    "missing_information": "未提供投诉人或被投诉人的必要信息、具体诉求或事实，经告知仍未补正",
-    "anonymous_complaint": "投诉人未提供真实身份信息",
-    "no_clue": "举报内容不具体，无法核查的线索",
-    "other": "其他依法不予受理的情形",
+    "not_consumer_dispute": N_("不属于为生活消费需要购买、使用商品或者接受服务而发生的消费者权益争议"),
+    "no_jurisdiction": N_("本部门不具有处理权限"),
+    "court_or_arbitration": N_("法院、仲裁机构、其他行政部门或者消费者协会已经受理或者处理"),
+    "already_handled": N_("同一事项已由市场监督管理部门处理过且无新的事实、理由"),
+    "time_limit_passed": N_("超过规定时限（自知道或者应当知道权益受到侵害之日起三年）"),
+    "missing_information": N_("未提供投诉人或被投诉人的必要信息、具体诉求或事实，经告知仍未补正"),
+    "anonymous_complaint": N_("投诉人未提供真实身份信息"),
+    "no_clue": N_("举报内容不具体，无法核查的线索"),
+    "other": N_("其他依法不予受理的情形"),
 }
 
 OUTCOMES: dict[str, str] = {
-    "mediated": "调解成功",
-    "mediation_failed": "调解不成（终止调解）",
-    "case_filed": "已立案查处",
-    "not_filed": "核查后不予立案",
-    "answered": "已答复（咨询）",
-    "withdrawn": "投诉人撤回",
-    "other": "其他",
+    "mediated": N_("调解成功"),
+    "mediation_failed": N_("调解不成（终止调解）"),
+    "case_filed": N_("已立案查处"),
+    "not_filed": N_("核查后不予立案"),
+    "answered": N_("已答复（咨询）"),
+    "withdrawn": N_("投诉人撤回"),
+    "other": N_("其他"),
 }
 
 

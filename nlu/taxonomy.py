@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from qinglang.i18n import N_
+
 
 class Kind(StrEnum):
     COMPLAINT = "complaint"  # 投诉: a consumer dispute, wants a remedy
@@ -12,7 +14,7 @@ class Kind(StrEnum):
     CONSULTATION = "consultation"  # 咨询: a question, answered and closed
 
 
-KIND_NAMES_ZH = {Kind.COMPLAINT: "投诉", Kind.TIPOFF: "举报", Kind.CONSULTATION: "咨询"}
+KIND_NAMES_ZH = {Kind.COMPLAINT: N_("投诉"), Kind.TIPOFF: N_("举报"), Kind.CONSULTATION: N_("咨询")}
 
 
 @dataclass(frozen=True)
