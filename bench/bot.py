@@ -30,7 +30,7 @@ from qinglang.bootstrap import build_container  # noqa: E402
 from qinglang.settings import load_settings  # noqa: E402
 from routing.sync import sync_units  # noqa: E402
 from tests.fakes.telegram import FakeTelegram, FakeUser  # noqa: E402
-from tests.integration.test_bot_flows import png  # noqa: E402
+from tests.fakes.images import png  # noqa: E402
 
 STORY = "我昨天在抖音「好物严选」直播间花了399元买了一件羊绒衫，收到后送检根本不含羊绒，以假充真，我要投诉退款"
 

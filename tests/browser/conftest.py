@@ -13,8 +13,6 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-import struct
-import zlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,16 +53,6 @@ def no_browser(reason: str) -> None:
     pytest.skip(message + " (install with: apt-get install chromium fonts-noto-cjk fonts-noto-color-emoji)")
 
 
-def png(width: int, height: int, *, seed: int = 0) -> bytes:
-    """A real RGB PNG of a colour gradient (evidence photos for the pages to show)."""
-    raw = b"".join(
-        b"\x00" + bytes(v for x in range(width) for v in ((seed + x * 5) % 256, (seed + y * 7) % 256, 160))
-        for y in range(height))
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
 
 
 @pytest.fixture

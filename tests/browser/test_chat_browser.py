@@ -22,7 +22,9 @@ from sqlalchemy import select
 
 from db.models import Case, Complainant, Evidence
 
-from .conftest import Page, expect, png, serve
+from tests.fakes.images import png
+
+from .conftest import Page, expect, serve
 
 CASHMERE = "我昨天在抖音「好物严选」直播间花了399元买了一件羊绒衫，收到后送检根本不含羊绒，以假充真，我要投诉退款"
 NUMBER = "LW-2026-000001"
@@ -69,7 +71,7 @@ class Citizen:
 
 
 async def test_citizen_files_a_complaint_with_a_photo(container, page, screenshots):
-    photo = png(240, 160, seed=42)
+    photo = png(seed=42, width=240, height=160)
     digest = hashlib.sha256(photo).hexdigest()
 
     async with serve(container) as site:  # its start-up trains the real classifier (about 2 s)

@@ -19,7 +19,9 @@ from intake.cases import ComplainantInfo, EvidenceItem, NewCase
 from nlu.taxonomy import Kind
 from routing.rules import MerchantLocation
 
-from .conftest import expect, png, serve
+from tests.fakes.images import png
+
+from .conftest import expect, serve
 
 DESCRIPTION = "直播间买的羽绒服七天无理由退货，商家一直不给退款，客服也不回复"
 REPLY = "您好，我们已联系商家，商家同意在三个工作日内退款，请留意。"
@@ -51,7 +53,7 @@ def quiet_nlu(container, monkeypatch):
 
 async def test_triage_accepts_replies_and_closes_a_case(container, quiet_nlu, page, screenshots):
     officer = await container.accounts.create_user("wang.triage", "xiaobao", "triage", display_name="王分流")
-    photo = await container.evidence.put(png(48, 32, seed=7), original_name="upload.bin")
+    photo = await container.evidence.put(png(seed=7, width=48, height=32), original_name="upload.bin")
     created = await container.cases.create(NewCase(
         kind=Kind.COMPLAINT, category="consumer_rights", channel="web", description=DESCRIPTION,
         complainant=ComplainantInfo(name="张三", phone="13800138000"),

@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import zlib
 from dataclasses import dataclass
 
 import aiohttp
@@ -25,6 +24,7 @@ from web.api.openapi import document
 from web.api.schemas import CaseOut, MessageIn, NewCaseIn
 from web.app import create_app
 from web.keys import AUTH, SESSION_COOKIE
+from tests.fakes.images import png
 
 API = "/api/v1"
 PRICE_TIPOFF = "抖音直播间主播说原价999现在99，其实平时一直卖99，虚假折扣"
@@ -32,13 +32,6 @@ REFUND_COMPLAINT = "我在快手直播间买的羽绒服七天无理由退货，
 IN_DISTRICT = {"in_district": True, "street": "永中街道", "province": "浙江省"}
 
 
-def png(seed: int = 0) -> bytes:
-    """A valid 1x1 PNG (content differs by seed so each file has its own hash)."""
-    def chunk(tag: bytes, data: bytes) -> bytes:
-        return len(data).to_bytes(4, "big") + tag + data + zlib.crc32(tag + data).to_bytes(4, "big")
-    raw = b"\x00" + bytes([seed % 256, 0, 0])
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", (1).to_bytes(4, "big") * 2 + b"\x08\x02\x00\x00\x00")
-            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
 
 
 @pytest.fixture(scope="module")

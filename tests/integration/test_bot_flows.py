@@ -20,9 +20,7 @@ import contextlib
 import dataclasses
 import hashlib
 import io
-import struct
 import zipfile
-import zlib
 from collections.abc import AsyncIterator
 from datetime import date, timedelta
 
@@ -38,6 +36,7 @@ from nlu.taxonomy import Kind
 from qinglang.errors import ConfigError
 from qinglang.settings import load_settings
 from routing.rules import MerchantLocation
+from tests.fakes.images import png
 from tests.fakes.telegram import FakeTelegram, FakeUser
 from tests.integration.bot_driver import Person, inbox_row, inbox_rows
 
@@ -95,12 +94,6 @@ ELECTRIC_BLANKET = "我要举报快手「阿强百货」直播间卖的电热毯
 PRICE_TIPOFF = "我要举报抖音「百货优选」直播间虚构原价，标原价999元实际一直卖199元，价格欺诈"
 
 
-def png(seed: int) -> bytes:
-    raw = b"".join(b"\x00" + bytes([(seed + x) % 256 for x in range(8)]) * 3 for _ in range(8))
-    def chunk(kind, data):
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 8, 8, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
 
 
 def sha(content: bytes | str) -> str:

@@ -11,8 +11,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import re
-import struct
-import zlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
@@ -28,6 +26,7 @@ from web.app import create_app
 from web.chat.codes import code_hash, normalise_code
 from web.chat.identity import COOKIE
 from web.chat.routes import SERVICE
+from tests.fakes.images import png
 
 CASHMERE = "我昨天在抖音「好物严选」直播间花了399元买了一件羊绒衫，收到后送检根本不含羊绒，以假充真，我要投诉退款"
 CASHMERE_CONFIRM = ("我理解的情况是：\n问题类别：产品质量违法\n平台：抖音\n直播间/主播：好物严选\n商品：羊绒衫\n金额：399 元\n"
@@ -46,16 +45,6 @@ RECEIPT = ("✅ 已登记，编号 LW-2026-000001。\n承办单位：永中市�
 NOT_FOUND = "没有找到与该编号和查询码相符的登记。请检查后重新输入。"
 TOO_MANY = "尝试次数过多，请 10 分钟后再试。"
 ELF = b"\x7fELF\x02\x01\x01\x00" + b"\x00" * 8 + b"\x02\x00\x3e\x00\x01\x00\x00\x00" + b"\x00" * 200
-
-
-def png(seed: int) -> bytes:
-    """A real 8x8 RGB PNG."""
-    raw = b"".join(b"\x00" + bytes([(seed + x) % 256 for x in range(8)]) * 3 for _ in range(8))
-
-    def chunk(kind, data):
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 8, 8, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
 
 
 # -- reading the pages ------------------------------------------------------------------------------

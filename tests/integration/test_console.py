@@ -12,8 +12,6 @@ Units: a tip-off about prices by a merchant in 永中街道 goes to 价竞分局
 from __future__ import annotations
 
 import re
-import struct
-import zlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,6 +28,7 @@ from intake.status import Status
 from nlu.taxonomy import Kind
 from routing.rules import MerchantLocation
 from web.app import create_app
+from tests.fakes.images import png
 
 IN_YONGZHONG = MerchantLocation(in_district=True, street="永中街道", province="浙江省")
 SCRIPT = "<script>alert(1)</script>"
@@ -213,13 +212,6 @@ async def console(container, monkeypatch) -> AsyncIterator[Console]:
 # -- cases ------------------------------------------------------------------------------------------
 
 
-def png(seed: int) -> bytes:
-    raw = b"".join(b"\x00" + bytes([(seed + x) % 256 for x in range(8)]) * 3 for _ in range(8))
-
-    def chunk(kind, data):
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 8, 8, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
 
 
 PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
