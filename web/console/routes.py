@@ -104,6 +104,10 @@ def setup(app: web.Application) -> None:
     router.add_get("/cases/{number}/evidence/{sha256}", evidence_file)
     router.add_post("/cases/{number}/actions/{action}", case_action)
     router.add_static("/static/console/", STATIC, name="console_static", append_version=False)
+    from web.console import admin, subjects  # they use this module's page helpers: imported here, not at the top
+
+    admin.register(app)
+    subjects.register(app)
 
 
 # -- helpers ----------------------------------------------------------------------------------------
