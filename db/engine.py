@@ -15,7 +15,9 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         return _sqlite_engine(url, echo=echo)
-    return create_async_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    # JIT compilation costs PostgreSQL more than it saves on the queue's short queries (bench/console.py)
+    return create_async_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=20,
+                               connect_args={"server_settings": {"jit": "off"}})
 
 
 def _sqlite_engine(url: str, *, echo: bool) -> AsyncEngine:

@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -113,6 +114,9 @@ class Case(Base):
     __table_args__ = (
         Index("ix_cases_status_next_due", "status", "next_due_on"),
         Index("ix_cases_received_at", "received_at"),
+        # the queue's order over the open cases only (migration 0006); "status IN (open ones)" implies it
+        Index("ix_cases_open_next_due", "next_due_on", "id",
+              postgresql_where=text("status <> 'closed'"), sqlite_where=text("status <> 'closed'")),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

@@ -353,7 +353,7 @@ async def queue(request: web.Request) -> web.Response:
         lead = by_code.get(row.lead_unit) if row.lead_unit else None
         rows.append({"row": row, "who": who, "provisional": row.id in extras.provisional,
                      "lead": _unit_name(lead, language) if lead else (row.lead_unit or "")})
-    statuses = [(s.value, counts.get(s.value, 0)) for s in Status]
+    statuses = [(s.value, counts.get(s.value, 0 if s != Status.CLOSED else None)) for s in Status]
     return _page(
         request, principal, "queue.html",
         rows=rows, problems=problems, filters=filters, statuses=statuses,
