@@ -673,7 +673,7 @@ class ConversationEngine:
                      (Button(_(KIND_LABELS[Kind.CONSULTATION]), "kind:consultation"),),
                      self._nav(turn))
         elif step == Step.PLATFORM:
-            buttons = [Button(self._platform_label(turn, p), f"plat:{p}") for p in PLATFORMS] + [Button(_("其他"), "plat:other")]
+            buttons = [Button(p, f"plat:{p}") for p in PLATFORMS] + [Button(_("其他"), "plat:other")]
             turn.say(_("是在哪个平台的直播间？"), *_rows(buttons, 3), self._nav(turn, skip=True))
         elif step == Step.LIVE_ROOM:
             turn.say(_("直播间或主播叫什么名字？（可以复制直播间名称或主播昵称）"), self._nav(turn, skip=True))
@@ -789,8 +789,6 @@ class ConversationEngine:
             return None
         if slot == "amount":
             return _("{yuan} 元").format(yuan=_yuan(value))
-        if slot == "platform":
-            return self._platform_label(turn, value)
         if slot == "purchase_date":
             return _date_text(turn, date.fromisoformat(value))
         if slot == "merchant":
@@ -985,9 +983,6 @@ class ConversationEngine:
             return turn._("（未确定）")
         c = category(category_id)
         return c.en if turn.draft.lang == "en" else c.zh
-
-    def _platform_label(self, turn: _Turn, name: str) -> str:
-        return name
 
     def _unit_name(self, turn: _Turn, code: str | None) -> str:
         if not code:
