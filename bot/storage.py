@@ -19,9 +19,9 @@ from aiogram.fsm.storage.base import BaseEventIsolation, BaseStorage, DefaultKey
 from aiogram.fsm.storage.memory import SimpleEventIsolation
 from aiogram.fsm.storage.redis import RedisEventIsolation, RedisStorage
 from sqlalchemy import delete, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
+from db.dialect import upsert_insert
 from db.models import BotState
 
 REDIS_PREFIX = "qinglang:fsm"
@@ -104,8 +104,7 @@ class DatabaseStorage(BaseStorage):
         row_key = storage_key(key)
         now = datetime.now(UTC)
         async with self.session_factory() as session, session.begin():
-            dialect = session.bind.dialect.name
-            insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+            insert = upsert_insert(session)
             ensure = (
                 insert(BotState)
                 .values(key=row_key, state=None, data={}, updated_at=now)

@@ -6,10 +6,10 @@ from collections.abc import Iterable, Sequence
 from datetime import date
 
 from sqlalchemy import select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
+from db.dialect import upsert_insert
 from db.models import (
     Case,
     CaseDeadline,
@@ -82,8 +82,7 @@ class CaseRepository(_Repository):
     async def next_number(self, prefix: str, year: int) -> int:
         """Atomically take the next number of the year: an upsert on a counter row, which holds
         the row lock until the transaction ends, so concurrent creators queue and never collide."""
-        dialect = self.session.bind.dialect.name
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        insert = upsert_insert(self.session)
         statement = (
             insert(CaseNumberCounter)
             .values(prefix=prefix, year=year, last_value=1)
@@ -120,8 +119,7 @@ class SubjectRepository(_Repository):
     async def get_or_create(self, type_: str, platform: str, name: str, now) -> Subject:
         """The subject of the registry (主体名录) with this type, platform and name; created if new.
         Insert-or-ignore first, so two cases naming the same new streamer at once do not collide."""
-        dialect = self.session.bind.dialect.name
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        insert = upsert_insert(self.session)
         await self.session.execute(
             insert(Subject).values(type=type_, platform=platform, name=name, created_at=now)
             .on_conflict_do_nothing(index_elements=[Subject.type, Subject.platform, Subject.name])

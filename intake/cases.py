@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
@@ -548,8 +549,6 @@ def _summary(case: Case) -> CaseSummary:
 
 
 def _link_item(url: str) -> EvidenceItem:
-    import hashlib
-
     return EvidenceItem(hashlib.sha256(url.encode()).hexdigest(), len(url.encode()), "text/uri-list", url[:255], "link")
 
 

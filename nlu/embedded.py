@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 def _word_analyzer(text: str) -> list[str]:
     words = tokens(text)
-    return words + [f"{a}_{b}" for a, b in zip(words, words[1:], strict=False)]
+    return [*words, *(f"{a}_{b}" for a, b in zip(words, words[1:], strict=False))]
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import threading
 import unicodedata
-from functools import cache
+from functools import cache, lru_cache
 
 from qinglang.errors import QinglangError
 
@@ -55,8 +55,10 @@ def _tokenizer():
     return tokenizer
 
 
-def tokens(text: str) -> list[str]:
-    """Words for the word-level features: jieba's cut, lower-cased, without spaces and punctuation."""
+@lru_cache(maxsize=256)
+def tokens(text: str) -> tuple[str, ...]:
+    """Words for the word-level features: jieba's cut, lower-cased, without spaces and punctuation.
+    Cached: both text models of a message (intents and kinds) ask for the same text's words."""
     with _lock:  # jieba's lazy state is not thread-safe
         tokenizer = _tokenizer()
-    return [t.lower() for t in tokenizer.lcut(text) if _MEANINGFUL.search(t)]
+    return tuple(t.lower() for t in tokenizer.lcut(text) if _MEANINGFUL.search(t))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,8 +72,6 @@ def ensure_data_dir(path: Path) -> Path:
         raise ConfigError(
             f"data directory {path} is not usable ({reason}); set QINGLANG_DATA_DIR to a writable directory"
         ) from None
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise ConfigError(f"data directory {path} is not writable; set QINGLANG_DATA_DIR to a writable directory")
     return path
 
 
