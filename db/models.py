@@ -159,6 +159,15 @@ class Case(Base):
     next_due_on: Mapped[date | None] = mapped_column(Date)
     # the web chat's access code for the status page, hashed (web/chat/codes.py); never kept in clear
     access_code_hash: Mapped[str | None] = mapped_column(String(64))
+    # a duplicate is closed with a reference to the case that handles the matter
+    duplicate_of_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), index=True)
+    # where an API case's originating system wants its notifications (None: the complainant is called)
+    callback_url: Mapped[str | None] = mapped_column(String(500))
+    # the satisfaction follow-up (回访): due one working day after close, then the rating
+    survey_due_on: Mapped[date | None] = mapped_column(Date, index=True)
+    satisfaction: Mapped[int | None]
+    satisfaction_comment: Mapped[str | None] = mapped_column(Text)
+    rated_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     version: Mapped[int] = mapped_column(default=1)
@@ -246,29 +255,82 @@ class CaseMessage(Base):
     direction: Mapped[str] = mapped_column(String(10))  # in | out
     body: Mapped[str] = mapped_column(Text)
     is_reply: Mapped[bool] = mapped_column(Boolean, default=False)
+    # staff asked the complainant for more information; the answer comes back as an "in" message
+    info_request: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     staff_user_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id"))
     created_at: Mapped[datetime]
 
 
 class OutboxMessage(Base):
-    """A notification to send, with its own send state apart from the case state."""
+    """A notification to send, with its own send state apart from the case state (DESIGN.md).
+
+    pending -> sending (claimed by one worker until lease_until) -> sent | undeliverable; a claim
+    whose worker vanished mid-send ends `unconfirmed` (it may have gone out; never sent twice)."""
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_status_next_attempt", "status", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_outbox_status_next_attempt", "status", "next_attempt_at"),
+        Index("ix_outbox_recipient_sent", "channel", "recipient", "sent_at"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     idempotency_key: Mapped[str] = mapped_column(String(100), unique=True)
     case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True)
-    channel: Mapped[str] = mapped_column(String(20))
-    recipient: Mapped[str | None] = mapped_column(String(200))
+    audience: Mapped[str] = mapped_column(String(12), default="complainant", server_default="complainant")
+    unit_id: Mapped[int | None] = mapped_column(ForeignKey("units.id"))
+    channel: Mapped[str] = mapped_column(String(20))  # telegram | web | callback | none
+    recipient: Mapped[str | None] = mapped_column(String(500))
+    language: Mapped[str] = mapped_column(String(8), default="zh", server_default="zh")
     template: Mapped[str] = mapped_column(String(40))
     payload: Mapped[dict[str, Any]]
-    status: Mapped[str] = mapped_column(String(20), default="pending")  # pending|sent|undeliverable
+    status: Mapped[str] = mapped_column(String(20), default="pending")
     attempts: Mapped[int] = mapped_column(default=0)
     next_attempt_at: Mapped[datetime]
+    lease_until: Mapped[datetime | None]
+    worker: Mapped[str | None] = mapped_column(String(64))
     last_error: Mapped[str | None] = mapped_column(Text)
+    body: Mapped[str | None] = mapped_column(Text)  # the text as rendered for the attempt that went out
+    external_id: Mapped[str | None] = mapped_column(String(100))  # e.g. Telegram's message_id
     created_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]
+    # staff who followed an undeliverable notification up by phone
+    handled_by: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id"))
+    handled_at: Mapped[datetime | None]
+    handled_note: Mapped[str | None] = mapped_column(Text)
+
+
+class ScheduledRun(Base):
+    """One run of a periodic job (e.g. the daily reminders of 2026-11-30). The unique key makes a
+    run happen once across restarts and workers; a run whose worker died is taken over after its lease."""
+
+    __tablename__ = "scheduled_runs"
+    __table_args__ = (UniqueConstraint("job", "run_key"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    job: Mapped[str] = mapped_column(String(40))
+    run_key: Mapped[str] = mapped_column(String(40))
+    status: Mapped[str] = mapped_column(String(20))  # running | done | failed
+    attempts: Mapped[int] = mapped_column(default=1)
+    lease_until: Mapped[datetime]
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+    result: Mapped[dict[str, Any] | None]
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class Escalation(Base):
+    """A missed deadline reported to 消保分局: the record 督查考绩科 uses."""
+
+    __tablename__ = "escalations"
+    __table_args__ = (UniqueConstraint("case_id", "clock", "due_on"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True)
+    clock: Mapped[str] = mapped_column(String(40))
+    due_on: Mapped[date] = mapped_column(Date)
+    unit_id: Mapped[int | None] = mapped_column(ForeignKey("units.id"))
+    escalated_on: Mapped[date] = mapped_column(Date, index=True)
+    replied: Mapped[bool] = mapped_column(Boolean, default=False)  # a complainant-facing reply existed
 
 
 class InboxUpdate(Base):

@@ -9,17 +9,32 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
-from db.models import Case, CaseDeadline, CaseEvent, CaseMessage, CaseSubject, CaseUnit, Complainant, Evidence, Unit
+from db.models import (
+    Case,
+    CaseDeadline,
+    CaseEvent,
+    CaseMessage,
+    CaseSubject,
+    CaseUnit,
+    Complainant,
+    Evidence,
+    Subject,
+    Unit,
+)
 from db.uow import UnitOfWork, UnitOfWorkFactory
 from intake.calendar import WorkingCalendar
 from intake.clock import Clock
 from intake.deadlines import DeadlinePolicy, compute_due
-from intake.status import OUTCOMES, REJECTION_GROUNDS, Action, DomainError, Status, check
+from intake.notices import Template, notify_complainant, notify_unit
+from intake.status import OUTCOMES, REJECTION_GROUNDS, STAFF_OUTCOMES, Action, DomainError, Status, check
 from nlu.taxonomy import CATEGORY_IDS, FOCUS_AREAS, Kind
 from routing.rules import MerchantLocation, RoutingDecision, RoutingRequest, RoutingTable
 
 MAX_DESCRIPTION = 20_000
 MAX_REPLY = 10_000
+LOW_RATING = 2  # this rating or lower reopens the case for review
+# channels where the conversation itself gives the receipt (case number, unit, dates)
+CONVERSATION_CHANNELS = frozenset({"telegram", "web"})
 
 
 @dataclass(frozen=True)
@@ -64,6 +79,7 @@ class NewCase:
     received_at: datetime | None = None
     evidence: tuple[EvidenceItem, ...] = ()
     links: tuple[str, ...] = ()
+    callback_url: str | None = None  # an API case's originating system, told of every step
 
 
 @dataclass(frozen=True)
@@ -175,6 +191,7 @@ class CaseService:
                 nlu_category=new.nlu_category,
                 nlu_confidence=new.nlu_confidence,
                 routing_rule=decision.rule_id,
+                callback_url=new.callback_url,
                 received_at=received_at,
                 created_at=now,
                 updated_at=now,
@@ -204,6 +221,11 @@ class CaseService:
             )
             case.next_due_on = _next_due(case)
             await uow.flush()
+            if new.channel not in CONVERSATION_CHANNELS:  # a conversation gives its own receipt
+                notify_complainant(uow.session, case, complainant, Template.RECEIVED, now,
+                                   unit=decision.lead, due_on=_iso(case.next_due_on),
+                                   authority=decision.transfer.name if decision.transfer else None)
+            self._tell_lead(uow, case, now, f"new:{case.id}")
             view = self._view(case, decision)
             await uow.commit()
         return view
@@ -218,6 +240,7 @@ class CaseService:
             self._meet(case, now, "complaint_acceptance", "tipoff_check", "transfer")
             self._start_clocks(case, "accepted", now, calendar)
             self._start_clocks(case, "decided", now, calendar)
+            await self._tell(uow, case, Template.ACCEPTED, now, unit=_lead_code(case), due_on=_iso(_next_due(case)))
             return await self._finish(uow, case, actor, Action.ACCEPT, source, now, note)
 
     async def reject(self, case_id: int, actor: Actor, ground: str, reply: str) -> CaseView:
@@ -232,6 +255,7 @@ class CaseService:
             self._meet(case, now, "complaint_acceptance", "tipoff_check", "transfer")
             self._start_clocks(case, "decided", now, calendar)
             self._record_reply(uow, case, actor, reply, now)
+            await self._tell(uow, case, Template.REJECTED, now, ground=ground, reply=reply)
             return await self._finish(uow, case, actor, Action.REJECT, source, now, REJECTION_GROUNDS[ground],
                                       data={"ground": ground})
 
@@ -259,22 +283,25 @@ class CaseService:
                 self._replace_lead(case, unit, now)
                 case.transfer_authority = None
                 data = {"unit": unit_code}
+                self._tell_lead(uow, case, now, f"transfer:{case.id}:{case.version}")
             else:
                 case.transfer_authority = _required_text(authority, "the authority's name")
                 case.transfer_scope = scope or "in_province"
                 data = {"authority": case.transfer_authority, "scope": case.transfer_scope}
             self._meet(case, now, "transfer")
+            await self._tell(uow, case, Template.TRANSFERRED, now, **data)
             return await self._finish(uow, case, actor, Action.TRANSFER, source, now, note, data=data)
 
     async def start(self, case_id: int, actor: Actor, note: str | None = None) -> CaseView:
         async with self._uow() as uow:
             case, now, _ = await self._begin(uow, case_id)
             source = self._move(case, Action.START)
+            await self._tell(uow, case, Template.STARTED, now, unit=_lead_code(case), due_on=_iso(_next_due(case)))
             return await self._finish(uow, case, actor, Action.START, source, now, note)
 
     async def resolve(self, case_id: int, actor: Actor, outcome: str, reply: str) -> CaseView:
-        if outcome not in OUTCOMES:
-            raise DomainError(f"unknown outcome {outcome!r}; one of: {', '.join(OUTCOMES)}")
+        if outcome not in STAFF_OUTCOMES:
+            raise DomainError(f"unknown outcome {outcome!r}; one of: {', '.join(STAFF_OUTCOMES)}")
         reply = _required_text(reply, "the reply to the complainant")
         async with self._uow() as uow:
             case, now, _ = await self._begin(uow, case_id)
@@ -283,6 +310,7 @@ class CaseService:
             case.resolved_at = now
             self._meet(case, now, "complaint_mediation", "tipoff_check")
             self._record_reply(uow, case, actor, reply, now)
+            await self._tell(uow, case, Template.REPLY, now, outcome=outcome, reply=reply)
             return await self._finish(uow, case, actor, Action.RESOLVE, source, now, OUTCOMES[outcome],
                                       data={"outcome": outcome})
 
@@ -294,12 +322,13 @@ class CaseService:
             if case.status == Status.CLOSED:
                 raise DomainError("the case is closed; reopen it before replying")
             self._record_reply(uow, case, actor, body, now)
+            await self._tell(uow, case, Template.REPLY, now, reply=body)
             self._event(uow, case, actor, "reply", Status(case.status), Status(case.status), now)
             return await self._save(uow, case, now)
 
     async def close(self, case_id: int, actor: Actor, note: str | None = None) -> CaseView:
         async with self._uow() as uow:
-            case, now, _ = await self._begin(uow, case_id)
+            case, now, calendar = await self._begin(uow, case_id)
             if case.status == Status.TRANSFERRED and case.transfer_authority is None:
                 raise DomainError("a case transferred to a unit of the bureau is closed by that unit after handling")
             source = self._move(case, Action.CLOSE)
@@ -307,6 +336,8 @@ class CaseService:
                 raise DomainError("a case cannot be closed before a reply to the complainant is recorded")
             case.closed_at = now
             self._meet(case, now, *(d.clock for d in case.deadlines))
+            await self._tell(uow, case, Template.CLOSED, now)
+            self._plan_survey(case, now, calendar)
             return await self._finish(uow, case, actor, Action.CLOSE, source, now, note)
 
     async def reopen(self, case_id: int, actor: Actor, reason: str) -> CaseView:
@@ -319,7 +350,10 @@ class CaseService:
             case.status = target.value
             case.closed_at = None
             case.replied_at = None  # the new round needs its own reply before closing again
+            case.survey_due_on = None
+            case.duplicate_of_id = None
             self._start_clocks(case, "accepted" if target == Status.IN_PROGRESS else "received", now, calendar)
+            await self._tell(uow, case, Template.REOPENED, now, unit=_lead_code(case))
             return await self._finish(uow, case, actor, Action.REOPEN, source, now, reason)
 
     async def extend(self, case_id: int, actor: Actor, clock: str, approval: str) -> CaseView:
@@ -352,6 +386,154 @@ class CaseService:
             self._meet(case, now, *(d.clock for d in case.deadlines))
             self._record_reply(uow, case, actor, reply, now)
             return await self._finish(uow, case, actor, Action.WITHDRAW, source, now, OUTCOMES["withdrawn"])
+
+    async def message(self, case_id: int, actor: Actor, body: str) -> CaseView:
+        """A staff message to the complainant that is not the official answer (e.g. a progress note)."""
+        body = _required_text(body, "the message")
+        async with self._uow() as uow:
+            case, now, _ = await self._begin(uow, case_id)
+            if case.status == Status.CLOSED:
+                raise DomainError("the case is closed; reopen it before writing to the complainant")
+            uow.session.add(CaseMessage(case_id=case.id, direction="out", body=body, staff_user_id=_staff(actor),
+                                        created_at=now))
+            await self._tell(uow, case, Template.STAFF_MESSAGE, now, body=body)
+            self._event(uow, case, actor, "message", Status(case.status), Status(case.status), now)
+            return await self._save(uow, case, now)
+
+    async def request_information(self, case_id: int, actor: Actor, question: str) -> CaseView:
+        """Ask the complainant for more (补正); the answer comes back through add_from_complainant."""
+        question = _required_text(question, "the question to the complainant")
+        async with self._uow() as uow:
+            case, now, _ = await self._begin(uow, case_id)
+            if case.status == Status.CLOSED:
+                raise DomainError("the case is closed; reopen it before asking the complainant")
+            if case.anonymous or case.complainant_id is None:
+                raise DomainError("an anonymous informant cannot be asked: nobody can be contacted")
+            uow.session.add(CaseMessage(case_id=case.id, direction="out", body=question, info_request=True,
+                                        staff_user_id=_staff(actor), created_at=now))
+            await self._tell(uow, case, Template.INFO_REQUESTED, now, question=question)
+            self._event(uow, case, actor, "request_info", Status(case.status), Status(case.status), now,
+                        note=question)
+            return await self._save(uow, case, now)
+
+    async def mark_duplicate(self, case_id: int, actor: Actor, original_number: str, reply: str) -> CaseView:
+        """Close a case that repeats another one; the complainant's reply says where the matter is handled."""
+        reply = _required_text(reply, "the reply telling the complainant about the merge")
+        number = (original_number or "").strip().upper()
+        if not number:
+            raise DomainError("the number of the original case is required")
+        async with self._uow() as uow:
+            case, now, _ = await self._begin(uow, case_id)
+            original = await uow.cases.by_number(number)
+            seen = {case.id}
+            while original is not None and original.duplicate_of_id is not None and original.id not in seen:
+                seen.add(original.id)
+                original = await uow.session.get(Case, original.duplicate_of_id)
+            if original is None:
+                raise DomainError(f"no case {number}")
+            if original.id in seen:
+                raise DomainError("a case cannot be a duplicate of itself")
+            source = self._move(case, Action.DUPLICATE)
+            case.duplicate_of_id = original.id
+            case.outcome = "duplicate"
+            case.closed_at = case.resolved_at = now
+            self._meet(case, now, *(d.clock for d in case.deadlines))
+            self._record_reply(uow, case, actor, reply, now)
+            await self._tell(uow, case, Template.DUPLICATE, now, original=original.number, reply=reply)
+            return await self._finish(uow, case, actor, Action.DUPLICATE, source, now, OUTCOMES["duplicate"],
+                                      data={"original": original.number})
+
+    async def reassign(self, case_id: int, actor: Actor, lead: str, co_units: tuple[str, ...] = (),
+                       note: str | None = None) -> CaseView:
+        """Triage sets the lead (★) and co-units of a case without a status change."""
+        wanted = [lead, *dict.fromkeys(c for c in co_units if c and c != lead)]
+        async with self._uow() as uow:
+            case, now, _ = await self._begin(uow, case_id)
+            if case.status == Status.CLOSED:
+                raise DomainError("the case is closed; reopen it before changing its units")
+            units = await uow.units.by_codes(wanted)
+            unknown = [c for c in wanted if c not in units or not units[c].active]
+            if not lead or unknown:
+                raise DomainError(f"unknown unit {', '.join(unknown) or '(no lead)'}")
+            active = [a for a in case.assignments if a.active]
+            before = {"lead": _lead_code(case), "co_units": [a.unit.code for a in active if a.role == "co"]}
+            after = {"lead": lead, "co_units": wanted[1:]}
+            if before == after:
+                raise DomainError("the case already has these units")
+            for assignment in active:
+                assignment.active = False
+            for code in wanted:
+                case.assignments.append(CaseUnit(case_id=case.id, unit=units[code], unit_id=units[code].id,
+                                                 role="lead" if code == lead else "co", assigned_at=now))
+            if before["lead"] != lead:
+                self._tell_lead(uow, case, now, f"reassign:{case.id}:{case.version}")
+            status = Status(case.status)
+            self._event(uow, case, actor, "reassign", status, status, now, note=note,
+                        data={"from": before, "to": after})
+            return await self._save(uow, case, now)
+
+    async def link_subject(self, case_id: int, actor: Actor, subject_id: int) -> CaseView:
+        """Tie the case to an entry of the subject registry (主体名录) by hand."""
+        async with self._uow() as uow:
+            case, now, _ = await self._begin(uow, case_id)
+            subject = await uow.session.get(Subject, subject_id)
+            if subject is None:
+                raise DomainError(f"no subject {subject_id}")
+            linked = await uow.session.scalar(select(CaseSubject).where(
+                CaseSubject.case_id == case.id, CaseSubject.subject_id == subject.id))
+            if linked is not None:
+                raise DomainError("the case is already linked to this subject")
+            uow.session.add(CaseSubject(case_id=case.id, subject_id=subject.id, role="reported"))
+            status = Status(case.status)
+            self._event(uow, case, actor, "link_subject", status, status, now,
+                        data={"subject": subject.id, "type": subject.type, "name": subject.name})
+            return await self._save(uow, case, now)
+
+    async def unlink_subject(self, case_id: int, actor: Actor, subject_id: int) -> CaseView:
+        async with self._uow() as uow:
+            case, now, _ = await self._begin(uow, case_id)
+            links = (await uow.session.scalars(select(CaseSubject).where(
+                CaseSubject.case_id == case.id, CaseSubject.subject_id == subject_id))).all()
+            if not links:
+                raise DomainError("the case is not linked to this subject")
+            subject = await uow.session.get(Subject, subject_id)
+            for link in links:
+                await uow.session.delete(link)
+            status = Status(case.status)
+            self._event(uow, case, actor, "unlink_subject", status, status, now,
+                        data={"subject": subject_id, "name": subject.name if subject else None})
+            return await self._save(uow, case, now)
+
+    async def rate(self, case_id: int, actor: Actor, score: int, comment: str | None = None) -> CaseView:
+        """The complainant's answer to the satisfaction follow-up (回访). A low rating reopens the case
+        for review by 消保分局."""
+        if isinstance(score, bool) or not isinstance(score, int) or not 1 <= score <= 5:
+            raise DomainError("the rating is a whole number from 1 to 5")
+        comment = (comment or "").strip()
+        if len(comment) > MAX_REPLY:
+            raise DomainError(f"the comment is longer than {MAX_REPLY} characters")
+        async with self._uow() as uow:
+            case, now, calendar = await self._begin(uow, case_id)
+            if case.closed_at is None and case.rated_at is None and case.status != Status.CLOSED:
+                raise DomainError("the case is not closed yet; the rating comes after the answer")
+            if case.rated_at is not None and not comment:
+                raise DomainError("the case was already rated")
+            first = case.rated_at is None
+            case.satisfaction, case.rated_at = score, now
+            if comment:
+                case.satisfaction_comment = comment
+            case.survey_due_on = None
+            status = Status(case.status)
+            self._event(uow, case, actor, "rate", status, status, now, note=comment or None,
+                        data={"score": score})
+            if first and score <= LOW_RATING and status == Status.CLOSED:
+                target = Status.IN_PROGRESS if case.accepted_at is not None else Status.RECEIVED
+                case.status, case.closed_at, case.replied_at = target.value, None, None
+                self._start_clocks(case, "accepted" if target == Status.IN_PROGRESS else "received", now, calendar)
+                self._event(uow, case, Actor.system(), Action.REOPEN.value, status, target, now,
+                            note=f"满意度评价 {score} 分，重新打开由消保分局复核", data={"score": score})
+                await self._tell(uow, case, Template.REOPENED, now, unit=_lead_code(case), rating=score)
+            return await self._save(uow, case, now)
 
     async def add_from_complainant(
         self, case_id: int, actor: Actor, *, text: str | None = None, evidence: tuple[EvidenceItem, ...] = ()
@@ -454,10 +636,28 @@ class CaseService:
             if row.clock in clocks and row.met_at is None:
                 row.met_at = now
 
+    async def _tell(self, uow: UnitOfWork, case: Case, template: Template, now: datetime, **facts) -> None:
+        person = await uow.session.get(Complainant, case.complainant_id) if case.complainant_id else None
+        notify_complainant(uow.session, case, person, template, now, **facts)
+
+    @staticmethod
+    def _tell_lead(uow: UnitOfWork, case: Case, now: datetime, key: str) -> None:
+        lead = next((a.unit for a in case.assignments if a.active and a.role == "lead"), None)
+        if lead is not None:
+            notify_unit(uow.session, lead, Template.UNIT_NEW_CASE, now, key=key, case=case,
+                        category=case.category, due_on=_iso(_next_due(case)))
+
+    def _plan_survey(self, case: Case, now: datetime, calendar: WorkingCalendar) -> None:
+        """The satisfaction follow-up goes out one working day after close (not to anonymous informants,
+        not for a case withdrawn or merged as a duplicate)."""
+        if case.anonymous or case.complainant_id is None or case.outcome in ("withdrawn", "duplicate"):
+            return
+        if case.rated_at is None:
+            case.survey_due_on = calendar.add_working_days(self._local_date(now), 1).on
+
     def _record_reply(self, uow: UnitOfWork, case: Case, actor: Actor, body: str, now: datetime) -> None:
-        staff_id = actor.id if actor.type == "staff" else None
         uow.session.add(CaseMessage(case_id=case.id, direction="out", body=body, is_reply=True,
-                                    staff_user_id=staff_id, created_at=now))
+                                    staff_user_id=_staff(actor), created_at=now))
         case.replied_at = now
         if case.decided_at is not None:
             self._meet(case, now, "informant_notice")
@@ -542,10 +742,21 @@ class CaseService:
         )
 
 
+def _staff(actor: Actor) -> int | None:
+    return actor.id if actor.type == "staff" else None
+
+
+def _lead_code(case: Case) -> str | None:
+    return next((a.unit.code for a in case.assignments if a.active and a.role == "lead"), None)
+
+
+def _iso(day: date | None) -> str | None:
+    return day.isoformat() if day else None
+
+
 def _summary(case: Case) -> CaseSummary:
-    lead = next((a.unit.code for a in case.assignments if a.active and a.role == "lead"), None)
     return CaseSummary(case.id, case.number, case.kind, case.category, Status(case.status), case.received_at,
-                       case.next_due_on, lead)
+                       case.next_due_on, _lead_code(case))
 
 
 def _link_item(url: str) -> EvidenceItem:

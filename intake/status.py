@@ -28,6 +28,7 @@ class Action(StrEnum):
     CLOSE = "close"
     REOPEN = "reopen"
     WITHDRAW = "withdraw"  # by the complainant, before acceptance
+    DUPLICATE = "duplicate"  # the same matter as another case: closed with a reference to it
 
 
 S = Status
@@ -44,6 +45,7 @@ TRANSITIONS: dict[Action, tuple[frozenset[Status], Status | None]] = {
     # reopen returns to handling if the case was ever accepted, otherwise to triage: decided by the service
     Action.REOPEN: (frozenset({S.CLOSED}), None),
     Action.WITHDRAW: (frozenset({S.RECEIVED}), S.CLOSED),
+    Action.DUPLICATE: (frozenset({S.RECEIVED, S.ACCEPTED, S.IN_PROGRESS, S.TRANSFERRED}), S.CLOSED),
 }
 
 STATUS_NAMES_ZH = {
@@ -76,8 +78,13 @@ OUTCOMES: dict[str, str] = {
     "not_filed": N_("核查后不予立案"),
     "answered": N_("已答复（咨询）"),
     "withdrawn": N_("投诉人撤回"),
+    "duplicate": N_("重复件，已并案处理"),
     "other": N_("其他"),
 }
+
+
+# what staff record when resolving; "withdrawn" and "duplicate" come from their own actions
+STAFF_OUTCOMES: dict[str, str] = {k: v for k, v in OUTCOMES.items() if k not in ("withdrawn", "duplicate")}
 
 
 class DomainError(QinglangError):

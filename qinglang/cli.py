@@ -86,10 +86,12 @@ async def migrate() -> None:
 @click.option("--host", default=None, help="Address to listen on (default from QINGLANG_HOST).")
 @click.option("--port", type=int, default=None, help="Port (default from QINGLANG_PORT).")
 @click.option("--no-migrate", is_flag=True, help="Do not upgrade the schema before starting.")
-def serve(host: str | None, port: int | None, no_migrate: bool) -> None:
-    """Start the web service (health, console, web chat, API)."""
+@click.option("--no-worker", is_flag=True, help="Leave notifications and scheduled jobs to `qinglang worker`.")
+def serve(host: str | None, port: int | None, no_migrate: bool, no_worker: bool) -> None:
+    """Start the web service (health, console, web chat, API) with the notifier and scheduler."""
     from aiohttp import web
 
+    from qinglang.worker import Worker
     from web.app import create_app
 
     settings = _settings()
@@ -98,7 +100,10 @@ def serve(host: str | None, port: int | None, no_migrate: bool) -> None:
         container = await _container()
         if not no_migrate:
             await _migrate(container)
-        return create_app(container)
+        app = create_app(container)
+        if not no_worker:
+            Worker(container).attach(app)
+        return app
 
     try:
         loop = asyncio.new_event_loop()
@@ -115,6 +120,27 @@ def serve(host: str | None, port: int | None, no_migrate: bool) -> None:
         _fail(str(exc))
     except OSError as exc:
         _fail(f"cannot listen on {host or settings.web.host}:{port or settings.web.port}: {exc.strerror or exc}")
+
+
+@main.command()
+@runs_async
+async def worker() -> None:
+    """Deliver notifications and run the scheduled jobs (several may run on PostgreSQL)."""
+    import signal
+
+    from qinglang.worker import Worker
+
+    container = await _container()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for name in ("SIGINT", "SIGTERM"):
+        loop.add_signal_handler(getattr(signal, name), stop.set)
+    runner = Worker(container)
+    click.echo(f"worker {runner.notifier.worker_id} running; Ctrl+C stops it")
+    try:
+        await runner.run_until(stop)
+    finally:
+        await container.close()
 
 
 @main.group()

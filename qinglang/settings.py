@@ -133,6 +133,25 @@ class RulesSettings(BaseSettings):
     case_number_prefix: str = Field(default="LW", pattern=r"^[A-Z]{1,6}$")
 
 
+class NotifySettings(BaseSettings):
+    """The notifier worker and the scheduler (intake/notifier.py, intake/scheduler.py)."""
+
+    model_config = _ENV
+
+    notify_rate: float = Field(default=30, gt=0, le=30)  # messages/s of this worker; share 30 among workers
+    notify_chat_interval: float = Field(default=1.0, ge=1.0)  # Telegram: about one message per second per chat
+    notify_max_attempts: int = Field(default=10, ge=1, le=100)
+    notify_backoff_base: float = Field(default=5.0, gt=0)
+    notify_backoff_cap: float = Field(default=3600.0, gt=0)
+    notify_timeout: float = Field(default=10.0, gt=0, le=120)  # one send (Telegram or callback)
+    notify_poll: float = Field(default=1.0, gt=0, le=60)
+    schedule_time: str = Field(default="08:30", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")  # local, daily jobs
+    schedule_poll: float = Field(default=60.0, gt=0, le=3600)
+    consultation_autoclose_days: int = Field(default=3, ge=1, le=60)  # working days after the answer
+    reminder_days: int = Field(default=2, ge=1, le=10)  # working days before a due date
+    escalation_unit: str = Field(default="xiaobao", pattern=r"^[a-z][a-z0-9_]*$")  # gets the overdue digest
+
+
 @dataclass(frozen=True)
 class Settings:
     storage: StorageSettings
@@ -142,6 +161,7 @@ class Settings:
     nlu: NluSettings
     web: WebSettings
     rules: RulesSettings
+    notify: NotifySettings
 
     @property
     def database_url(self) -> str:
@@ -162,6 +182,7 @@ def load_settings(env_file: str | os.PathLike[str] | None = ".env", **overrides:
         "nlu": NluSettings,
         "web": WebSettings,
         "rules": RulesSettings,
+        "notify": NotifySettings,
     }
     built = {}
     for name, cls in parts.items():

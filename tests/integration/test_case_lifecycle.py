@@ -84,7 +84,13 @@ async def _reach(container, status: Status, *, outside: bool = False) -> int:
 
 async def _apply(container, action: Action, case_id: int):
     cases = container.cases
+
+    async def duplicate():
+        original = await cases.create(complaint(description="同一直播间同一件羽绒服，另一次登记"))
+        return await cases.mark_duplicate(case_id, STAFF, original.number, "与另一件登记为同一事项，已并案处理")
+
     calls = {
+        Action.DUPLICATE: duplicate,
         Action.ACCEPT: lambda: cases.accept(case_id, STAFF),
         Action.REJECT: lambda: cases.reject(case_id, STAFF, "no_jurisdiction", "本局无管辖权，请向商家所在地投诉"),
         Action.TRANSFER: lambda: cases.transfer(case_id, STAFF, unit_code="suo_haibin"),
@@ -114,6 +120,10 @@ EXPECTED_TARGET = {
     (Action.CLOSE, Status.TRANSFERRED): Status.CLOSED,  # only a transfer out of the bureau, replied to
     (Action.REOPEN, Status.CLOSED): Status.IN_PROGRESS,  # the case had been accepted
     (Action.WITHDRAW, Status.RECEIVED): Status.CLOSED,
+    (Action.DUPLICATE, Status.RECEIVED): Status.CLOSED,
+    (Action.DUPLICATE, Status.ACCEPTED): Status.CLOSED,
+    (Action.DUPLICATE, Status.IN_PROGRESS): Status.CLOSED,
+    (Action.DUPLICATE, Status.TRANSFERRED): Status.CLOSED,
 }
 ALL_PAIRS = [(a, s) for a in Action for s in Status]
 
