@@ -14,6 +14,7 @@ A row still `sending` after its lease belongs to a worker that died: a Telegram 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import os
@@ -43,7 +44,7 @@ LEASE_MARGIN = timedelta(seconds=15)  # no send starts this close to the end of 
 
 @dataclass(frozen=True)
 class NotifierConfig:
-    batch: int = 60
+    batch: int = 120
     lease: timedelta = timedelta(seconds=120)
     max_attempts: int = 10
     backoff_base: float = 5.0  # seconds; attempt n waits base * 2**(n-1), capped, with full jitter
@@ -51,6 +52,8 @@ class NotifierConfig:
     chat_interval: float = 1.0
     poll_interval: float = 1.0
     concurrency: int = 64
+    low_water: int = 30  # claim more when fewer notices than this are in hand (about a second's worth)
+    recovery_interval: float = 30.0  # seconds between looks for rows abandoned by dead workers
     record_retry_interval: float = 1.0  # while the database is away after a send
 
 
@@ -82,21 +85,37 @@ class Notifier:
         self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Deliver until `stop` is set; then finish the sends in flight (their results are recorded).
+
+        A new batch is claimed while the last one is still going out (below `low_water` items in
+        hand), so sending never pauses for the claim."""
         log.info("notifier %s started", self.worker_id)
+        in_hand: set[asyncio.Task] = set()
+        last_recovery = float("-inf")
+        loop = asyncio.get_running_loop()
         while not stop.is_set():
             try:
-                await self.recover()
-                sent = await self.run_once()
+                if loop.time() - last_recovery >= self._config.recovery_interval:
+                    await self.recover()
+                    last_recovery = loop.time()
+                claimed = await self.claim(paced=self._rate.paused_for() <= 0) if len(in_hand) < self._config.low_water else []
             except (OperationalError, DBAPIError, OSError) as exc:
                 log.warning("notifier: database unavailable (%s); retrying", type(exc).__name__)
-                sent = 0
-            if sent:
+                claimed = []
+            for item in claimed:
+                task = asyncio.create_task(self._deliver(item))
+                in_hand.add(task)
+                task.add_done_callback(in_hand.discard)
+            if claimed and len(in_hand) < self._config.low_water:
                 continue
             self._wake.clear()
-            waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())]
-            await asyncio.wait(waiters, timeout=self._config.poll_interval, return_when=asyncio.FIRST_COMPLETED)
-            for waiter in waiters:
+            waiters = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait()), *in_hand}
+            timeout = self._config.poll_interval if not in_hand else None
+            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            for waiter in waiters - in_hand:
                 waiter.cancel()
+        if in_hand:
+            await asyncio.gather(*in_hand, return_exceptions=True)
         log.info("notifier %s stopped", self.worker_id)
 
     async def run_once(self) -> int:
@@ -162,20 +181,23 @@ class Notifier:
         if transport is None:
             result: Result = Retry(f"no transport for channel {item.channel!r} in this worker")
         else:
-            if item.channel in PACED_CHANNELS:
-                await self._rate.acquire(item.recipient)
-            try:
-                if item.lease_until is not None and self._clock.now() >= item.lease_until - LEASE_MARGIN:
-                    result = Retry("waited too long for a sending slot; not sent")  # another worker may take it
-                else:
-                    result = await transport.send(item)
-            except Exception as exc:  # a transport bug must not leave the row claimed
-                log.exception("notifier: transport %s failed on outbox %s", item.channel, item.id)
-                result = Unconfirmed(f"transport error: {type(exc).__name__}: {exc}"[:500]) \
-                    if item.channel not in IDEMPOTENT_CHANNELS else Retry(f"{type(exc).__name__}: {exc}"[:500])
+            paced = self._rate.slot(item.recipient) if item.channel in PACED_CHANNELS else contextlib.nullcontext()
+            async with paced:
+                result = await self._send(transport, item)
         if isinstance(result, Retry) and result.pause_channel and result.after:
             self._rate.pause(result.after)
         await self._record(item, result)
+
+    async def _send(self, transport: Transport, item: Outgoing) -> Result:
+        if item.lease_until is not None and self._clock.now() >= item.lease_until - LEASE_MARGIN:
+            return Retry("waited too long for a sending slot; not sent")  # another worker may take it now
+        try:
+            return await transport.send(item)
+        except Exception as exc:  # a transport bug must not leave the row claimed
+            log.exception("notifier: transport %s failed on outbox %s", item.channel, item.id)
+            if item.channel in IDEMPOTENT_CHANNELS:
+                return Retry(f"{type(exc).__name__}: {exc}"[:500])
+            return Unconfirmed(f"transport error: {type(exc).__name__}: {exc}"[:500])
 
     async def _record(self, item: Outgoing, result: Result) -> None:
         """Write the outcome; while the database is away keep trying (the send is never repeated)."""

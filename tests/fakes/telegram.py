@@ -69,6 +69,7 @@ class SentCall:
     params: dict[str, Any]
     ok: bool = True
     result: Any = None
+    at: float = field(default_factory=time.monotonic)  # when the fake handled it
 
 
 @dataclass
@@ -78,6 +79,8 @@ class _Fault:
     retry_after: int | None = None
     close: bool = False
     times: int = 1
+    after_processing: bool = False  # the method runs (the message IS sent), then the answer is lost
+    delay: float = 0.0  # seconds to hold the answer (longer than the client's timeout: a timeout)
 
 
 class ApiError(Exception):
@@ -126,6 +129,7 @@ class FakeTelegram:
         self.last_offset: int | None = None
         self._chats: dict[int, dict[str, Any]] = {}
         self._faults: dict[str, list[_Fault]] = defaultdict(list)
+        self.blocked_chats: dict[int, str] = {}
         self._update_ids = itertools.count(100_001)
         self._file_ids = itertools.count(1)
         self._callback_ids = itertools.count(1)
@@ -190,8 +194,23 @@ class FakeTelegram:
         self._faults[method.lower()].append(
             _Fault(status, description or default, retry_after if status == 429 else None, times=times))
 
-    def close_next_connection(self, method: str, times: int = 1) -> None:
-        self._faults[method.lower()].append(_Fault(close=True, times=times))
+    def close_next_connection(self, method: str, times: int = 1, *, after_processing: bool = False) -> None:
+        """Drop the connection without an answer; `after_processing`: only after doing the work."""
+        self._faults[method.lower()].append(_Fault(close=True, times=times, after_processing=after_processing))
+
+    def delay_next(self, method: str, seconds: float, times: int = 1, *, after_processing: bool = True) -> None:
+        """Hold the answer for `seconds` (a client timeout); by default the work is done first."""
+        self._faults[method.lower()].append(
+            _Fault(delay=seconds, times=times, after_processing=after_processing))
+
+    def block_chat(self, chat_id: int, description: str = "Forbidden: bot was blocked by the user") -> None:
+        """Every sendMessage to this chat answers 403 from now on (blocked bot, deleted account)."""
+        self.blocked_chats[chat_id] = description
+
+    def delivered(self, chat_id: int | None = None) -> list[SentCall]:
+        """Successful sendMessage calls (to one chat), in the order the fake handled them."""
+        return [c for c in self.sent if c.method == "sendMessage" and c.ok
+                and (chat_id is None or c.params.get("chat_id") == chat_id)]
 
     def push(self, update: dict[str, Any]) -> dict[str, Any]:
         """Queue an update for getUpdates (wakes pending long polls)."""
@@ -394,19 +413,25 @@ class FakeTelegram:
         method = self._canonical.get(name, request.match_info["method"])
         params = await self._params(request)
         faults = self._faults.get(name)
+        late_fault = None
         if faults:
             fault = faults[0]
             fault.times -= 1
             if fault.times <= 0:
                 faults.pop(0)
-            if fault.close:
-                assert request.transport is not None
-                request.transport.abort()
-                return web.Response()
-            exc = ApiError(fault.status, fault.description,
-                           **({"retry_after": fault.retry_after} if fault.retry_after else {}))
-            await self._record(SentCall(method, params, ok=False, result=exc.payload()), name)
-            return self._error(exc)
+            if fault.after_processing:
+                late_fault = fault
+            else:
+                if fault.delay:  # the client gives up before the work is done: nothing is sent
+                    await asyncio.sleep(fault.delay)
+                if fault.close:
+                    assert request.transport is not None
+                    request.transport.abort()
+                    return web.Response()
+                exc = ApiError(fault.status, fault.description,
+                               **({"retry_after": fault.retry_after} if fault.retry_after else {}))
+                await self._record(SentCall(method, params, ok=False, result=exc.payload()), name)
+                return self._error(exc)
         try:
             if name == "getupdates":
                 result = await self._get_updates(params)
@@ -418,6 +443,13 @@ class FakeTelegram:
             await self._record(SentCall(method, params, ok=False, result=exc.payload()), name)
             return self._error(exc)
         await self._record(SentCall(method, params, result=result), name)
+        if late_fault is not None:
+            if late_fault.delay:
+                await asyncio.sleep(late_fault.delay)
+            if late_fault.close:
+                assert request.transport is not None
+                request.transport.abort()
+                return web.Response()
         return web.json_response({"ok": True, "result": result})
 
     async def _record(self, call: SentCall, name: str) -> None:
@@ -505,6 +537,8 @@ class FakeTelegram:
         return copy.deepcopy(msg)
 
     def _sendMessage(self, p: dict[str, Any]) -> dict[str, Any]:
+        if p.get("chat_id") in self.blocked_chats:
+            raise ApiError(403, self.blocked_chats[p["chat_id"]])
         text = p.get("text") or ""
         if not text.strip():
             raise ApiError(400, "Bad Request: message text is empty")

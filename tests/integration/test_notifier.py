@@ -387,3 +387,23 @@ async def test_two_workers_send_each_notice_once(container, fake, bot):
     assert len(texts) == len(set(texts)) == 2 * len(people)
     done = await rows(container)
     assert {r.status for r in done} == {"sent"} and len(done) == 2 * len(people)
+
+
+async def test_the_worker_delivers_in_the_background_and_stops_cleanly(container, fake, bot):
+    from qinglang.worker import Worker
+
+    worker = Worker(container, bot=bot, worker_id="bg")
+    worker.start()
+    try:
+        await accepted_case(container)
+        worker.notifier.wake()
+        for _ in range(100):
+            if fake.delivered(CHAT):
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        await worker.stop()
+    [sent] = fake.delivered(CHAT)
+    assert "已受理" in sent.params["text"]
+    [row] = await rows(container)
+    assert (row.status, row.worker, row.lease_until) == ("sent", None, None)
