@@ -72,7 +72,9 @@ async def drain(notifier: Notifier, clock, *, rounds: int = 60) -> None:
                 select(OutboxMessage.next_attempt_at).where(OutboxMessage.status == "pending"))).all()
         if not waiting:
             return
-        clock.at = max(clock.at, min(waiting) + timedelta(milliseconds=1))
+        later = [w for w in waiting if w > clock.at]  # the rest wait behind an earlier one of their chat
+        if later:
+            clock.at = min(later) + timedelta(milliseconds=1)
     raise AssertionError("the outbox did not drain")
 
 
@@ -407,3 +409,67 @@ async def test_the_worker_delivers_in_the_background_and_stops_cleanly(container
     assert "已受理" in sent.params["text"]
     [row] = await rows(container)
     assert (row.status, row.worker, row.lease_until) == ("sent", None, None)
+
+
+async def test_api_case_callback_retries_with_the_same_key_until_accepted(container, bot):
+    from aiohttp import web
+    from aiohttp.test_utils import TestServer
+
+    from intake.callback import CallbackTransport
+
+    received, answers = [], [503, 200]
+
+    async def hook(request):
+        received.append((request.headers.get("Idempotency-Key"), await request.json()))
+        return web.Response(status=answers.pop(0) if answers else 200)
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    server = TestServer(app)
+    await server.start_server()
+    callback = CallbackTransport(timeout=2)
+    try:
+        view = await container.cases.create(complaint(
+            channel="api", complainant=ComplainantInfo(name="李四", phone="13900000000"),
+            callback_url=str(server.make_url("/hook"))))
+        await container.cases.accept(view.id, STAFF)
+        notifier = make_notifier(container, bot)
+        notifier._transports["callback"] = callback
+        await drain(notifier, container.clock)
+    finally:
+        await callback.close()
+        await server.close()
+    done = await rows(container)
+    assert [(r.template, r.status) for r in done] == [("received", "sent"), ("accepted", "sent")]
+    keys = [key for key, _ in received]
+    assert keys[0] == keys[1] == done[0].idempotency_key  # the retry of "received" carried the same key
+    assert [body["event"] for _, body in received] == ["received", "received", "accepted"]
+    assert received[0][1]["case"] == view.number and "已登记" in received[0][1]["text"]
+
+
+async def test_api_case_callback_refusing_for_good_is_undeliverable(container, bot):
+    from aiohttp import web
+    from aiohttp.test_utils import TestServer
+
+    from intake.callback import CallbackTransport
+
+    async def hook(request):
+        return web.Response(status=410)
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    server = TestServer(app)
+    await server.start_server()
+    callback = CallbackTransport(timeout=2)
+    try:
+        await container.cases.create(complaint(
+            channel="api", complainant=ComplainantInfo(name="李四", phone="13900000000"),
+            callback_url=str(server.make_url("/hook"))))
+        notifier = make_notifier(container, bot)
+        notifier._transports["callback"] = callback
+        await drain(notifier, container.clock)
+    finally:
+        await callback.close()
+        await server.close()
+    [row] = await rows(container)
+    assert (row.status, row.last_error) == ("undeliverable", "callback answered 410")
