@@ -671,9 +671,9 @@ async def explain(container: Container, users: dict[str, dict], word: str) -> di
         statements = {
             "page": select(Case).where(scope, *queries._conditions(CaseFilter())).order_by(*order).limit(51),
             "page_filtered": select(Case).where(scope, *queries._conditions(filtered)).order_by(*order).limit(51),
-            "counts": select(Case.status, func.count()).where(scope, *queries._conditions(
-                CaseFilter(status=tuple(s for s in ("received", "accepted", "rejected", "transferred", "in_progress",
-                                                    "resolved", "closed"))))).group_by(Case.status),
+            # what the queue page counts (open cases only), and with closed ones (a filter asking for them)
+            "counts": queries.counts_query(scope, CaseFilter()),
+            "counts_with_closed": queries.counts_query(scope, CaseFilter(status=("closed",))),
         }
         if first.next_cursor:
             statements["page2"] = (select(Case).where(scope, *queries._conditions(CaseFilter()),
@@ -685,8 +685,9 @@ async def explain(container: Container, users: dict[str, dict], word: str) -> di
             async with container.engine.connect() as conn:
                 lines = [row[0] for row in (await conn.exec_driver_sql("EXPLAIN (ANALYZE, BUFFERS) " + sql)).all()]
             print(f"\n-- {role} {name}\n{sql}\n" + "\n".join(lines), file=sys.stderr)
-            plans[f"{role}.{name}"] = [line.strip() for line in lines if KEY_LINE.search(line)
-                                       and "Buffers" not in line][:14]
+            key = [line.strip() for line in lines if KEY_LINE.search(line) and "Buffers" not in line
+                   and "Execution Time" not in line][:14]
+            plans[f"{role}.{name}"] = key + [line.strip() for line in lines if "Execution Time" in line]
     return plans
 
 

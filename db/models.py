@@ -117,6 +117,10 @@ class Case(Base):
         # the queue's order over the open cases only (migration 0006); "status IN (open ones)" implies it
         Index("ix_cases_open_next_due", "next_due_on", "id",
               postgresql_where=text("status <> 'closed'"), sqlite_where=text("status <> 'closed'")),
+        # the open cases in id order with their status (migration 0007): a unit's queue counts are a merge
+        # of this with ix_case_units_unit_active_case, both read from the index alone
+        Index("ix_cases_open_id_status", "id", "status",
+              postgresql_where=text("status <> 'closed'"), sqlite_where=text("status <> 'closed'")),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -183,7 +187,8 @@ class CaseUnit(Base):
     """A unit's part in a case: one active lead, any number of co-units."""
 
     __tablename__ = "case_units"
-    __table_args__ = (Index("ix_case_units_unit_active", "unit_id", "active"),)
+    # a unit's active cases in case_id order (migration 0007): the handler's scope is answered from the index
+    __table_args__ = (Index("ix_case_units_unit_active_case", "unit_id", "active", "case_id"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, and_, exists, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, exists, func, or_, select
 
 from db.models import (
     Case,
@@ -120,13 +120,22 @@ class CaseQueries:
         """Cases per status under the filters (the status filter itself aside). Closed cases, the
         great majority after a while, are counted only when the filter asks for them: counting them
         on every queue page cost 60-250 ms at a million cases (bench/console.py)."""
+        query = self.counts_query(scope, filters)
+        async with self._uow() as uow:
+            return {status: count for status, count in (await uow.session.execute(query)).all()}
+
+    def counts_query(self, scope: ColumnElement[bool], filters: CaseFilter) -> Select:
+        """The statement behind counts() (bench/console.py explains it).
+
+        With only open statuses counted, `status IN (open ones)` implies the predicate of the partial
+        index ix_cases_open_id_status (id, status), so a handler's counts are a merge of that index with
+        its unit's entries of ix_case_units_unit_active_case (unit_id, active, case_id): no table row is
+        read (migration 0007; EXPLAIN ANALYZE at 1,000,000 cases on a busy 2-CPU machine: 440-1090 -> 45-60 ms)."""
         counted = [s.value for s in OPEN_STATUSES]
         if Status.CLOSED.value in filters.status:
             counted.append(Status.CLOSED.value)
         other = CaseFilter(**{**filters.__dict__, "status": tuple(counted)})
-        query = select(Case.status, func.count()).where(scope, *self._conditions(other)).group_by(Case.status)
-        async with self._uow() as uow:
-            return {status: count for status, count in (await uow.session.execute(query)).all()}
+        return select(Case.status, func.count()).where(scope, *self._conditions(other)).group_by(Case.status)
 
     async def detail(self, scope: ColumnElement[bool], number: str) -> CaseDetail | None:
         """The case if it exists AND is in scope; otherwise None (callers answer 404 either way)."""

@@ -18,7 +18,7 @@ from intake.evidence import EvidenceLimits, EvidenceStore
 from qinglang.errors import ConfigError
 from qinglang.settings import Settings
 from routing.directory import UnitDirectory, load_directory
-from routing.rules import RoutingTable, load_rules
+from routing.rules import RoutingTable, active_rules_path, load_rules
 from nlu.classifier import Backend
 from web.accounts import AccountService
 
@@ -56,7 +56,8 @@ class Container:
 def load_rules_files(settings: Settings) -> tuple[UnitDirectory, RoutingTable, DeadlinePolicy]:
     """Load and validate the administrator-edited data files; errors name file and line."""
     directory = load_directory(settings.rules.units_file)
-    routing = load_rules(settings.rules.routing_file, directory)
+    # without a configured file, the rules last saved from the console (data dir) win over the packaged ones
+    routing = load_rules(active_rules_path(settings.rules.routing_file, settings.storage.data_dir), directory)
     policy = load_policy(settings.rules.deadlines_file)
     return directory, routing, policy
 

@@ -43,6 +43,7 @@ from .directory import (
 
 __all__ = [
     "DEFAULT_RULES_PATH",
+    "EDITED_RULES_PATH",
     "STATION_OF_STREET",
     "MerchantLocation",
     "MerchantSituation",
@@ -54,11 +55,30 @@ __all__ = [
     "RuleMatch",
     "RuleRoute",
     "Transfer",
+    "active_rules_path",
+    "edited_rules_path",
     "load_routing",
     "load_rules",
 ]
 
 DEFAULT_RULES_PATH = Path(__file__).resolve().parent / "data" / "rules.yaml"
+# where the console saves edited rules when no rules file is configured (QINGLANG_ROUTING_FILE unset):
+# under the data directory, never into the installed package
+EDITED_RULES_PATH = Path("config") / "rules.yaml"
+
+
+def edited_rules_path(data_dir: str | PathLike[str]) -> Path:
+    """The copy of the rules saved from the console, in the data directory."""
+    return Path(data_dir) / EDITED_RULES_PATH
+
+
+def active_rules_path(routing_file: str | PathLike[str] | None, data_dir: str | PathLike[str]) -> Path | None:
+    """The rules file to load: the configured one; without one, the copy saved from the console if there
+    is one; else None (the packaged default)."""
+    if routing_file:
+        return Path(routing_file)
+    edited = edited_rules_path(data_dir)
+    return edited if edited.is_file() else None
 
 
 class MerchantSituation(StrEnum):
@@ -176,6 +196,18 @@ class RoutingTable:
         self.rules: tuple[Rule, ...] = tuple(rules)
         self.directory = directory
         self.path = path
+
+    def replace_with(self, other: RoutingTable, path: str | None = None) -> None:
+        """Take over the rules of `other` in place, so that every holder of this table (the case
+        service keeps the one it was built with) routes by them from the next call of route() on.
+
+        Both tables must be over the same unit directory: the rules were validated against it. One
+        attribute assignment swaps the rules, so a route() running meanwhile sees the old or the new
+        list, never a mixture."""
+        if other.directory is not self.directory:
+            raise ValueError("the new rules were validated against another unit directory")
+        self.rules = other.rules
+        self.path = path if path is not None else other.path
 
     def rule(self, rule_id: str) -> Rule:
         for r in self.rules:

@@ -1,17 +1,20 @@
-"""The console's administration pages (role admin only): users and roles, units, routing rules (view and
-validate without saving), holiday overrides. Real HTTP through the aiohttp test client; the helpers and the
+"""The console's administration pages (role admin only): users and roles, units, routing rules (view,
+validate, save with an immediate swap of the running table), holiday overrides. Real HTTP through the aiohttp test client; the helpers and the
 `console` fixture come from test_console.py. The clock is fixed at Monday 2026-11-16 10:00 Shanghai."""
 
 from __future__ import annotations
 
+import hashlib
 import html as htmllib
 import re
 from datetime import date
+from pathlib import Path
 
 from sqlalchemy import select
 
 from db.models import CaseEvent, HolidayOverride, StaffUser
-from routing.rules import DEFAULT_RULES_PATH
+from qinglang.bootstrap import load_rules_files
+from routing.rules import DEFAULT_RULES_PATH, edited_rules_path
 from tests.integration.test_console import (  # noqa: F401  (console is a fixture)
     IMG,
     IMG_ESCAPED,
@@ -25,7 +28,7 @@ from tests.integration.test_console import (  # noqa: F401  (console is a fixtur
 
 PAGES = ("/admin", "/admin/users", "/admin/units", "/admin/rules", "/admin/holidays")
 FORMS = ("/admin/users", "/admin/users/1/active", "/admin/users/1/assignment", "/admin/rules/validate",
-         "/admin/holidays", "/admin/holidays/2026-11-17/delete")
+         "/admin/rules/save", "/admin/holidays", "/admin/holidays/2026-11-17/delete", "/admin/units/xiaobao/telegram")
 
 
 async def admin_events(container, action: str) -> list[CaseEvent]:
@@ -152,6 +155,28 @@ async def test_units_page_lists_database_units(console):
         assert text in html
 
 
+async def test_a_units_telegram_group_is_set_checked_and_audited(console):
+    admin = await console.person("admin", "bangongshi", "admin")
+    response = await admin.submit("/admin/units", "/admin/units/xiaobao/telegram", {"telegram_chat_id": "-1001234567890"})
+    assert response.status == 303
+    async with console.container.uow() as uow:
+        assert (await uow.units.by_code("xiaobao")).telegram_chat_id == "-1001234567890"
+    [event] = await admin_events(console.container, "unit_telegram_set")
+    assert event.data == {"unit": "xiaobao", "before": None, "after": "-1001234567890"}
+    for bad in ("@xiaobao_group", "12ab", "-0", "1" * 25, "<script>"):
+        response = await admin.submit("/admin/units", "/admin/units/xiaobao/telegram", {"telegram_chat_id": bad})
+        assert response.status == 400, bad
+        assert "<script>" not in await response.text()
+    async with console.container.uow() as uow:
+        assert (await uow.units.by_code("xiaobao")).telegram_chat_id == "-1001234567890"
+    response = await admin.submit("/admin/units", "/admin/units/xiaobao/telegram", {"telegram_chat_id": ""})
+    async with console.container.uow() as uow:
+        assert (await uow.units.by_code("xiaobao")).telegram_chat_id is None
+    assert (await admin.post("/admin/units/nosuchunit/telegram", {"telegram_chat_id": "-100"})).status == 404
+    handler = await console.person("h1", "jiajing", "handler")
+    assert (await handler.post("/admin/units/xiaobao/telegram", {"telegram_chat_id": "-100"})).status == 403
+
+
 async def test_rules_view_and_validate_without_saving(console):
     admin = await console.person("admin", "bangongshi", "admin")
     status, html = await admin.get("/admin/rules")
@@ -243,3 +268,192 @@ async def test_notes_and_names_are_escaped(console):
     response = await admin.submit("/admin/rules", "/admin/rules/validate", {"rules": "rules:\n  - id: '" + SCRIPT + "'\n"})
     body = await response.text()
     assert SCRIPT not in body
+
+
+# -- saving routing rules -----------------------------------------------------------------------------
+
+# a first rule sending price tip-offs about merchants in the district to 质量监管科 instead of 价竞分局
+# (rule tipoff_price still routes those with the merchant's location unknown)
+PRICE_TO_QUALITY = """  - id: tipoff_price_to_quality
+    match:
+      kind: [tipoff]
+      category: [price]
+      merchant: in_district
+    route:
+      lead: zhiliang
+      co: [wangjian]
+    reason: 价格举报改由质量监管科办理
+
+"""
+
+
+def with_price_rule(text: str) -> str:
+    head, sep, tail = text.partition("\nrules:\n")
+    assert sep, "the packaged rules file has no top-level rules:"
+    return head + sep + PRICE_TO_QUALITY + tail
+
+
+async def save_rules(person: Staff, text: str):
+    """Press "save" under the rules form: the validate form's fields, sent to its save button's formaction."""
+    status, html = await person.get("/admin/rules")
+    assert status == 200, html
+    form = find_form(html, "/admin/rules/validate")
+    assert form is not None and "rules" in form.names
+    section = html[html.index('action="/admin/rules/validate"'):]
+    assert 'formaction="/admin/rules/save"' in section[:section.index("</form>")]  # the button is in that form
+    return await person.client.post("/admin/rules/save", data={**form.values, "rules": text},
+                                    allow_redirects=False)
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def backups(target: Path) -> list[Path]:
+    return sorted(target.parent.glob(target.name + ".*.bak"))
+
+
+async def test_save_rules_writes_the_file_and_routes_new_cases_at_once(console):
+    container = console.container
+    admin = await console.person("admin", "bangongshi", "admin")
+    packaged = DEFAULT_RULES_PATH.read_bytes()
+    target = edited_rules_path(container.settings.storage.data_dir)
+    assert not target.exists()
+    before = await container.cases.create(tipoff())
+    assert before.routing.rule_id == "tipoff_price" and before.lead_unit == "jiajing"
+
+    edited = with_price_rule(packaged.decode("utf-8"))
+    response = await save_rules(admin, edited.replace("\n", "\r\n"))  # as a browser sends a textarea
+    assert response.status == 303, await response.text()
+    assert response.headers["Location"] == "/admin/rules"
+
+    # written (LF, as validated), the previous version kept beside it, the package untouched
+    assert target.read_bytes() == edited.encode("utf-8")
+    [backup] = backups(target)
+    assert backup.read_bytes() == packaged
+    assert DEFAULT_RULES_PATH.read_bytes() == packaged
+    assert not list(target.parent.glob(".rules.yaml.*.tmp"))  # no temporary file left behind
+
+    # audited: who, which file, sha256 of the old and the new text
+    [event] = await admin_events(container, "routing_rules_save")
+    assert event.case_id is None and event.actor_type == "staff" and event.actor_id == admin.id
+    assert Path(event.data["file"]) == target.resolve() and event.data["username"] == "admin"
+    assert event.data["old_sha256"] == sha256(packaged)
+    assert event.data["new_sha256"] == sha256(edited.encode("utf-8"))
+    assert Path(event.data["backup"]) == backup.resolve()
+
+    # the running table is swapped in place: the case service routes new cases by the new rule at once
+    assert container.routing.rules[0].id == "tipoff_price_to_quality"
+    after = await container.cases.create(tipoff())
+    assert after.routing.rule_id == "tipoff_price_to_quality"
+    assert after.lead_unit == "zhiliang" and after.co_units == ("wangjian",)
+    other = await container.cases.create(tipoff(category="advertising"))
+    assert other.routing.rule_id != "tipoff_price_to_quality"  # the other rules still apply
+
+    # the page shows the saved file as the one in use, and says so
+    status, html = await admin.get("/admin/rules")
+    assert status == 200 and str(target) in html
+    assert "tipoff_price_to_quality" in html and "已保存并启用新规则" in html
+
+    # the next start loads the saved copy (no QINGLANG_ROUTING_FILE set)
+    _directory, routing, _policy = load_rules_files(container.settings)
+    assert routing.rules[0].id == "tipoff_price_to_quality"
+
+    # saving again (the packaged text back) keeps a second backup, never overwriting the first
+    response = await save_rules(admin, packaged.decode("utf-8"))
+    assert response.status == 303
+    assert target.read_bytes() == packaged
+    assert len(backups(target)) == 2 and backup.read_bytes() == packaged
+    assert edited.encode("utf-8") in [b.read_bytes() for b in backups(target)]
+    assert (await container.cases.create(tipoff())).routing.rule_id == "tipoff_price"
+    events = await admin_events(container, "routing_rules_save")
+    assert [e.data["old_sha256"] for e in events] == [sha256(packaged), sha256(edited.encode("utf-8"))]
+
+
+async def test_invalid_rules_are_not_saved(console):
+    container = console.container
+    admin = await console.person("admin", "bangongshi", "admin")
+    target = edited_rules_path(container.settings.storage.data_dir)
+    packaged = DEFAULT_RULES_PATH.read_text(encoding="utf-8")
+    rules_before = container.routing.rules
+
+    unknown_unit = packaged.replace("      lead: jiajing\n", "      lead: nosuchunit\n", 1)
+    assert unknown_unit != packaged
+    cases = {
+        "unknown unit": (unknown_unit, "nosuchunit"),
+        "bad yaml": ("rules: [\n  - id: x\n", "rules.yaml"),
+        "not covering": ("rules:\n  - id: a\n    match: {kind: [tipoff]}\n    route: {lead: xiaobao}\n", "no rule routes"),
+        "empty": ("   ", "请粘贴"),
+        "oversized": ("# " + "x" * 200_001 + "\n" + packaged, "内容太长"),
+    }
+    for name, (text, shown) in cases.items():
+        response = await save_rules(admin, text)
+        body = await response.text()
+        assert response.status == 400, (name, response.status)
+        assert "规则无效" in body and shown in body, (name, body[-3000:])
+        assert "qinglang-rules-" not in body
+        assert not target.exists() and not backups(target), name
+        assert container.routing.rules is rules_before, name
+    assert not target.exists()
+    assert DEFAULT_RULES_PATH.read_text(encoding="utf-8") == packaged
+    assert await admin_events(container, "routing_rules_save") == []
+    assert (await container.cases.create(tipoff())).routing.rule_id == "tipoff_price"
+
+    # over a saved file too: an invalid text leaves it (and the running rules) as they were
+    response = await save_rules(admin, with_price_rule(packaged))
+    assert response.status == 303
+    saved, rules_saved = target.read_bytes(), container.routing.rules
+    response = await save_rules(admin, unknown_unit)
+    assert response.status == 400
+    assert target.read_bytes() == saved and len(backups(target)) == 1
+    assert container.routing.rules is rules_saved
+    assert len(await admin_events(container, "routing_rules_save")) == 1
+
+
+async def test_only_admins_save_rules_and_only_with_csrf(console):
+    container = console.container
+    target = edited_rules_path(container.settings.storage.data_dir)
+    edited = with_price_rule(DEFAULT_RULES_PATH.read_text(encoding="utf-8"))
+    rules_before = container.routing.rules
+    staff = await console.everyone()
+    for key in ("triage", "lead", "leader"):
+        response = await staff[key].post("/admin/rules/save", {"rules": edited})
+        assert response.status == 403, key
+    admin = staff["admin"]
+    response = await admin.post("/admin/rules/save", {"rules": edited}, csrf=None)
+    assert response.status == 403
+    response = await admin.post("/admin/rules/save", {"rules": edited}, csrf="wrong")
+    assert response.status == 403
+    client = await console.browser()  # no session at all
+    response = await client.post("/admin/rules/save", data={"rules": edited}, allow_redirects=False)
+    assert response.status in (303, 403)
+    assert not target.exists()
+    assert container.routing.rules is rules_before
+    assert await admin_events(container, "routing_rules_save") == []
+
+
+async def test_save_goes_to_the_configured_rules_file(console, tmp_path, monkeypatch):
+    container = console.container
+    admin = await console.person("admin", "bangongshi", "admin")
+    packaged = DEFAULT_RULES_PATH.read_text(encoding="utf-8")
+    own = tmp_path / "etc" / "my-rules.yaml"
+    own.parent.mkdir()
+    own.write_text(packaged, encoding="utf-8")
+    monkeypatch.setattr(container.settings.rules, "routing_file", own)
+    edited = with_price_rule(packaged)
+    response = await save_rules(admin, edited)
+    assert response.status == 303
+    assert own.read_text(encoding="utf-8") == edited and [b.read_text(encoding="utf-8") for b in backups(own)] == [packaged]
+    assert not edited_rules_path(container.settings.storage.data_dir).exists()
+    [event] = await admin_events(container, "routing_rules_save")
+    assert Path(event.data["file"]) == own.resolve()
+    assert (await container.cases.create(tipoff())).routing.rule_id == "tipoff_price_to_quality"
+
+    # a configured file that is the packaged default is never written
+    monkeypatch.setattr(container.settings.rules, "routing_file", DEFAULT_RULES_PATH)
+    rules_before = container.routing.rules
+    response = await save_rules(admin, packaged)
+    body = await response.text()
+    assert response.status == 400 and "QINGLANG_ROUTING_FILE" in body
+    assert DEFAULT_RULES_PATH.read_text(encoding="utf-8") == packaged
+    assert container.routing.rules is rules_before

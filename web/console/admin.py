@@ -1,5 +1,5 @@
 """Administration pages of the staff console (role `admin` only): users and roles, units, routing rules
-(view and validate, never save), holiday overrides.
+(view, validate, and save: the running routing table is swapped at once), holiday overrides.
 
 Everyone else gets 403; without a login the browser is sent to /login. Every change is audited as a
 CaseEvent with case_id None (actor: the administrator). CSRF is enforced by web.middlewares on every POST.
@@ -8,8 +8,13 @@ CaseEvent with case_id None (actor: the administrator). CSRF is enforced by web.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import os
+import re
+import stat
 import tempfile
-from datetime import date
+from dataclasses import dataclass
+from datetime import UTC, date
 from pathlib import Path
 
 from aiohttp import web
@@ -17,7 +22,7 @@ from sqlalchemy import delete, select
 
 from db.models import CaseEvent, HolidayOverride, StaffSession, StaffUser, Unit
 from routing.directory import DEFAULT_UNITS_PATH, RoutingConfigError
-from routing.rules import DEFAULT_RULES_PATH, load_rules
+from routing.rules import DEFAULT_RULES_PATH, RoutingTable, active_rules_path, edited_rules_path, load_rules
 from qinglang.yamlfile import YamlError
 from web.accounts import AccountError, Role
 from web.console.render import redirect_with_flash
@@ -27,9 +32,11 @@ from web.security import Principal
 
 MAX_RULES_TEXT = 200_000
 PASTED_NAME = "rules.yaml"
+RULES_SAVE_LOCK = web.AppKey("rules_save_lock", asyncio.Lock)  # one save at a time (per process)
 
 
 def register(app: web.Application) -> None:
+    app[RULES_SAVE_LOCK] = asyncio.Lock()
     router = app.router
     router.add_get("/admin", admin_index)
     router.add_get("/admin/users", users_page)
@@ -37,8 +44,10 @@ def register(app: web.Application) -> None:
     router.add_post("/admin/users/{id}/active", user_active)
     router.add_post("/admin/users/{id}/assignment", user_assignment)
     router.add_get("/admin/units", units_page)
+    router.add_post("/admin/units/{code}/telegram", unit_telegram)
     router.add_get("/admin/rules", rules_page)
     router.add_post("/admin/rules/validate", rules_validate)
+    router.add_post("/admin/rules/save", rules_save)
     router.add_get("/admin/holidays", holidays_page)
     router.add_post("/admin/holidays", holiday_add)
     router.add_post("/admin/holidays/{day}/delete", holiday_delete)
@@ -212,18 +221,63 @@ async def user_assignment(request: web.Request, principal: Principal) -> web.Str
 
 @_guarded
 async def units_page(request: web.Request, principal: Principal) -> web.Response:
+    return await _units(request, principal)
+
+
+async def _units(request: web.Request, principal: Principal, *, status: int = 200, error: str = "",
+                 form: dict | None = None) -> web.Response:
     container = request.app[CONTAINER]
     async with container.uow() as uow:
         units = list((await uow.session.scalars(select(Unit).order_by(Unit.code))).all())
     path = container.settings.rules.units_file or DEFAULT_UNITS_PATH
-    return _page(request, principal, "admin_units.html", units=units, units_file=str(path), section="units")
+    return _page(request, principal, "admin_units.html", status=status, units=units, units_file=str(path),
+                 section="units", error=error, form=form or {})
+
+
+TELEGRAM_CHAT_ID = re.compile(r"^-?[1-9][0-9]{0,18}$")
+
+
+@_guarded
+async def unit_telegram(request: web.Request, principal: Principal) -> web.StreamResponse:
+    """The Telegram group chat where a unit gets its new cases and reminders (empty: none)."""
+    _ = _tr(request)
+    post = await request.post()
+    code = request.match_info["code"][:40]
+    chat_id = _field(post, "telegram_chat_id", 40)
+    if chat_id and not TELEGRAM_CHAT_ID.match(chat_id):
+        return await _units(request, principal, status=400, form={"code": code, "telegram_chat_id": chat_id},
+                                error=_("Telegram 群 ID 是一个整数，群组通常以 -100 开头，例如 -1001234567890。"))
+    container = request.app[CONTAINER]
+    async with container.uow() as uow:
+        unit = await uow.units.by_code(code)
+        if unit is None:
+            return _error(request, principal, 404, _("未找到"), _("没有这个单位。"), back="/admin/units")
+        before = unit.telegram_chat_id
+        unit.telegram_chat_id = chat_id or None
+        _audit(uow, principal, "unit_telegram_set", None,
+               {"unit": code, "before": before, "after": unit.telegram_chat_id}, container.clock.now())
+        await uow.commit()
+    raise redirect_with_flash(request, "/admin/units", _("已保存 {unit} 的 Telegram 群。").format(unit=unit.name))
 
 
 # -- routing rules ----------------------------------------------------------------------------------
 
 
 def _rules_path(request: web.Request) -> Path:
-    return Path(request.app[CONTAINER].settings.rules.routing_file or DEFAULT_RULES_PATH)
+    """The rules file in use: the configured one, else the copy saved here, else the packaged default."""
+    settings = request.app[CONTAINER].settings
+    return active_rules_path(settings.rules.routing_file, settings.storage.data_dir) or DEFAULT_RULES_PATH
+
+
+def _save_path(settings) -> Path | None:
+    """Where a save goes: the configured rules file, else <data dir>/config/rules.yaml; None when that
+    would be inside the installed package (a configured file pointing at the packaged default)."""
+    target = Path(settings.rules.routing_file) if settings.rules.routing_file else edited_rules_path(
+        settings.storage.data_dir)
+    target = Path(os.path.realpath(target))  # a symlinked file stays a symlink: its target is replaced
+    if DEFAULT_RULES_PATH.parent in target.parents:
+        return None
+    return target
 
 
 def _read(path: Path) -> str:
@@ -234,13 +288,13 @@ def _read(path: Path) -> str:
 
 
 async def _rules(request: web.Request, principal: Principal, *, status: int = 200, result=None,
-                 pasted: str = "") -> web.Response:
+                 pasted: str = "", error: str = "") -> web.Response:
     container = request.app[CONTAINER]
     path = _rules_path(request)
     return _page(request, principal, "admin_rules.html", status=status, section="rules",
                  rules_file=str(path), rules_text=await asyncio.to_thread(_read, path),
                  units_file=str(container.settings.rules.units_file or DEFAULT_UNITS_PATH),
-                 directory=container.directory, result=result, pasted=pasted)
+                 directory=container.directory, result=result, pasted=pasted, error=error)
 
 
 @_guarded
@@ -248,8 +302,8 @@ async def rules_page(request: web.Request, principal: Principal) -> web.Response
     return await _rules(request, principal)
 
 
-def _validate(text: str, directory) -> dict:
-    """load_rules on a private temporary copy; nothing is saved and the running table is untouched."""
+def _check(text: str, directory) -> tuple[dict, RoutingTable | None]:
+    """load_rules on a private temporary copy: the result shown on the page, and the table when valid."""
     with tempfile.TemporaryDirectory(prefix="qinglang-rules-") as tmp:
         path = Path(tmp) / PASTED_NAME
         path.write_text(text, encoding="utf-8")
@@ -257,26 +311,163 @@ def _validate(text: str, directory) -> dict:
             table = load_rules(path, directory)
         except (RoutingConfigError, YamlError) as exc:
             file = PASTED_NAME if exc.file == str(path) else exc.file.replace(str(path), PASTED_NAME)
-            return {"valid": False, "file": file, "line": exc.line, "problem": exc.problem}
-    return {"valid": True, "rules": len(getattr(table, "rules", ()) or ())}
+            return {"valid": False, "file": file, "line": exc.line, "problem": exc.problem}, None
+    return {"valid": True, "rules": len(getattr(table, "rules", ()) or ())}, table
 
 
-@_guarded
-async def rules_validate(request: web.Request, principal: Principal) -> web.Response:
+def _validate(text: str, directory) -> dict:
+    """load_rules on a private temporary copy; nothing is saved and the running table is untouched."""
+    return _check(text, directory)[0]
+
+
+async def _pasted(request: web.Request, principal: Principal) -> tuple[str, web.Response | None]:
+    """The posted rules text (CRLF made LF), or the 400 page for an empty or oversized one."""
     _ = _tr(request)
     post = await request.post()
     text = post.get("rules")
     text = text if isinstance(text, str) else ""
     if not text.strip():
-        return await _rules(request, principal, status=400, pasted=text,
-                            result={"valid": False, "file": PASTED_NAME, "line": None,
-                                    "problem": _("请粘贴要检查的规则文件内容。")})
+        return text, await _rules(request, principal, status=400, pasted=text,
+                                  result={"valid": False, "file": PASTED_NAME, "line": None,
+                                          "problem": _("请粘贴要检查的规则文件内容。")})
     if len(text) > MAX_RULES_TEXT:
-        return await _rules(request, principal, status=400, pasted="",
-                            result={"valid": False, "file": PASTED_NAME, "line": None,
-                                    "problem": _("内容太长。")})
-    result = await asyncio.to_thread(_validate, text.replace("\r\n", "\n"), request.app[CONTAINER].directory)
+        return text, await _rules(request, principal, status=400, pasted="",
+                                  result={"valid": False, "file": PASTED_NAME, "line": None,
+                                          "problem": _("内容太长。")})
+    return text.replace("\r\n", "\n"), None
+
+
+@_guarded
+async def rules_validate(request: web.Request, principal: Principal) -> web.Response:
+    text, refused = await _pasted(request, principal)
+    if refused is not None:
+        return refused
+    result = await asyncio.to_thread(_validate, text, request.app[CONTAINER].directory)
     return await _rules(request, principal, result=result, pasted=text)
+
+
+@dataclass(frozen=True)
+class _Saved:
+    target: Path
+    old_file: Path  # the file the running rules came from (the packaged one before the first save)
+    old: bytes | None  # its content (None: unreadable or gone)
+    new: bytes
+    target_existed: bool
+    backup: Path | None
+
+
+def _sha256(data: bytes | None) -> str | None:
+    return hashlib.sha256(data).hexdigest() if data is not None else None
+
+
+def _write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """A temporary file beside `path`, flushed to disk, then renamed over it: readers (and a start-up
+    at any moment) see the old file or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    try:  # the rename itself is durable once the directory is synced (not possible everywhere)
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
+
+
+def _save_file(target: Path, old_file: Path, text: str, stamp: str) -> _Saved:
+    """Back the running version up beside `target` (rules.yaml.<UTC time>.bak), then write the new text."""
+    try:
+        old = old_file.read_bytes()
+    except OSError:
+        old = None
+    target_existed = target.exists()
+    mode = stat.S_IMODE(target.stat().st_mode) if target_existed else 0o644
+    target.parent.mkdir(parents=True, exist_ok=True)
+    backup = None
+    if old is not None:
+        for n in range(1, 1000):
+            candidate = target.with_name(f"{target.name}.{stamp}{'' if n == 1 else f'-{n}'}.bak")
+            try:
+                with open(candidate, "xb") as f:  # never overwrite an earlier backup
+                    f.write(old)
+            except FileExistsError:
+                continue
+            backup = candidate
+            break
+        else:
+            raise OSError(f"too many backups named {target.name}.{stamp}*.bak")
+    new = text.encode("utf-8")
+    _write_atomic(target, new, mode)
+    return _Saved(target, old_file, old, new, target_existed, backup)
+
+
+def _undo_save(saved: _Saved) -> None:
+    """Put the file back as it was (the audit record of the save could not be written)."""
+    if saved.target_existed and saved.old is not None and saved.old_file == saved.target:
+        _write_atomic(saved.target, saved.old)
+    elif not saved.target_existed:
+        saved.target.unlink(missing_ok=True)
+    if saved.backup is not None:
+        saved.backup.unlink(missing_ok=True)
+
+
+@_guarded
+async def rules_save(request: web.Request, principal: Principal) -> web.Response:
+    """Validate exactly as rules_validate does; only valid rules are written (atomically, the previous
+    version kept as a backup) and swapped into the running routing table, so new cases use them at once.
+    Cases already routed keep their units. Audited with the file and the sha256 of old and new text."""
+    _ = _tr(request)
+    text, refused = await _pasted(request, principal)
+    if refused is not None:
+        return refused
+    container = request.app[CONTAINER]
+    target = _save_path(container.settings)
+    if target is None:
+        return await _rules(request, principal, status=400, pasted=text, error=_(
+            "配置的规则文件是程序自带的默认文件，不能在这里修改。请把 QINGLANG_ROUTING_FILE 指向数据目录中的一个副本。"))
+    async with request.app[RULES_SAVE_LOCK]:
+        result, table = await asyncio.to_thread(_check, text, container.directory)
+        if table is None:
+            return await _rules(request, principal, status=400, result=result, pasted=text)
+        old_file = Path(os.path.realpath(_rules_path(request)))
+        stamp = container.clock.now().astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+        try:
+            saved = await asyncio.to_thread(_save_file, target, old_file, text, stamp)
+        except OSError as exc:
+            return await _rules(request, principal, status=500, pasted=text,
+                                error=_("未能保存规则文件 {file}：{problem}").format(
+                                    file=str(target), problem=exc.strerror or str(exc)))
+        try:
+            async with container.uow() as uow:
+                _audit(uow, principal, "routing_rules_save", str(target), {
+                    "username": principal.username, "file": str(target), "previous_file": str(old_file),
+                    "backup": str(saved.backup) if saved.backup else None,
+                    "old_sha256": _sha256(saved.old), "new_sha256": _sha256(saved.new),
+                    "rules": len(table.rules)}, container.clock.now())
+                await uow.commit()
+        except BaseException:
+            await asyncio.to_thread(_undo_save, saved)  # no unaudited change
+            raise
+        container.routing.replace_with(table, path=str(target))
+    raise redirect_with_flash(request, "/admin/rules", _(
+        "已保存并启用新规则（共 {n} 条），新案件立即按新规则分办；原文件已备份为 {backup}。").format(
+            n=len(table.rules), backup=saved.backup.name if saved.backup else "-"))
 
 
 # -- holiday overrides ------------------------------------------------------------------------------
