@@ -1,9 +1,25 @@
 """Who may see and do what. One policy for pages, API and evidence files alike.
 
-- admin: users, units, rules; sees every case but acts on none
-- triage (消保分局): every case, every action
-- handler: the cases its unit has a part in (lead or co-unit); acts only where its unit is the lead
-- leader: every case, read-only
+Seeing:
+- admin, triage (消保分局), leader: every case
+- handler: the cases its unit has an active part in (lead ★ or co-unit); any other case is "not found"
+
+Acting (may_act; a case out of scope never gets this far):
+
+| action | triage | handler of the lead unit | handler of a co-unit | leader, admin |
+|---|---|---|---|---|
+| accept, reject, transfer, start, resolve, close | yes | yes | no | no |
+| reply (the official answer), message (not the answer), request_info (补正: ask for more) | yes | yes | no | no |
+| link_subject, unlink_subject (the subject registry, 主体名录) | yes | yes | no | no |
+| rate (record the satisfaction rating given by phone) | yes | yes | no | no |
+| reopen, extend (a deadline, with approval), reclassify | yes | no | no | no |
+| duplicate (close as the same matter as another case), reassign (lead and co-units) | yes | no | no | no |
+
+Duplicate and reassign decide which unit handles what, which is 消保分局's job, like reopening and the
+category. The lead unit's handler talks to the complainant, keeps the subjects of its cases right and
+records the follow-up call's rating. Leaders and administrators read; they never act on a case. An
+action this module does not know is refused to everyone. Whether an action is possible *now* (the
+status machine, a closed case, an anonymous informant) is decided elsewhere: this is only who.
 """
 
 from __future__ import annotations
@@ -16,8 +32,15 @@ from web.accounts import Role
 from web.security import Principal
 
 SEES_ALL = frozenset({Role.ADMIN, Role.TRIAGE, Role.LEADER})
-# what a handler of the lead unit may do; triage may do everything
-HANDLER_ACTIONS = frozenset({Action.ACCEPT, Action.REJECT, Action.TRANSFER, Action.START, Action.RESOLVE, Action.CLOSE})
+# what a handler of the lead unit may do
+HANDLER_ACTIONS = frozenset({
+    Action.ACCEPT, Action.REJECT, Action.TRANSFER, Action.START, Action.RESOLVE, Action.CLOSE,
+    "reply", "message", "request_info", "link_subject", "unlink_subject", "rate",
+})
+# what triage may do: everything a handler may, and the decisions about the case as a whole
+TRIAGE_ACTIONS = HANDLER_ACTIONS | frozenset({
+    Action.REOPEN, "extend", "reclassify", Action.DUPLICATE, "reassign",
+})
 
 
 def sees_all_cases(principal: Principal) -> bool:
@@ -41,12 +64,11 @@ def may_view(principal: Principal, unit_parts: dict[int, str]) -> bool:
 
 
 def may_act(principal: Principal, unit_parts: dict[int, str], action: Action | str) -> bool:
+    """Whether `principal` may do `action` on a case with these unit parts (see the table above)."""
     if principal.role == Role.TRIAGE:
-        return True
+        return action in TRIAGE_ACTIONS
     if principal.role != Role.HANDLER:
         return False
-    if action in ("reply", "message", "request_info"):
-        return unit_parts.get(principal.unit_id) == "lead"
     return unit_parts.get(principal.unit_id) == "lead" and action in HANDLER_ACTIONS
 
 

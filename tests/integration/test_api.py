@@ -21,7 +21,7 @@ from intake.evidence import EvidenceLimits, EvidenceStore
 from nlu.classifier import EmbeddedBackend
 from nlu.result import Entities, NluResult, Scored
 from web.api.openapi import document
-from web.api.schemas import CaseOut, MessageIn, NewCaseIn
+from web.api.schemas import AssignmentIn, CaseOut, MessageIn, NewCaseIn, RatingIn, SubjectLinkIn
 from web.app import create_app
 from web.keys import AUTH, SESSION_COOKIE
 from tests.fakes.images import png
@@ -109,17 +109,23 @@ async def test_openapi_document_is_public_and_derived_from_the_models(api):
     assert operations == {
         ("/api/v1/openapi.json", "get"), ("/api/v1/cases", "post"), ("/api/v1/cases", "get"),
         ("/api/v1/cases/{number}", "get"), ("/api/v1/cases/{number}/transitions", "post"),
-        ("/api/v1/cases/{number}/messages", "post"),
+        ("/api/v1/cases/{number}/messages", "post"), ("/api/v1/cases/{number}/assignment", "post"),
+        ("/api/v1/cases/{number}/subjects", "post"), ("/api/v1/cases/{number}/subjects/{subject_id}", "delete"),
+        ("/api/v1/cases/{number}/rating", "post"),
     }
     schemas = doc["components"]["schemas"]
     ref = "#/components/schemas/{model}"
-    for model in (NewCaseIn, MessageIn):
+    for model in (NewCaseIn, MessageIn, AssignmentIn, SubjectLinkIn, RatingIn):
         own = model.model_json_schema(ref_template=ref)
         assert schemas[model.__name__]["properties"] == own["properties"]
         assert schemas[model.__name__]["additionalProperties"] is False
     assert set(schemas["CaseOut"]["properties"]) == set(CaseOut.model_fields)
     assert set(schemas["TransitionIn"]["discriminator"]["mapping"]) == {
-        "accept", "reject", "transfer", "start", "resolve", "close", "reopen"}
+        "accept", "reject", "transfer", "start", "resolve", "close", "reopen", "duplicate"}
+    assert {"duplicate_of", "satisfaction", "subjects"} <= set(schemas["CaseOut"]["properties"])
+    assert "info_request" in schemas["MessageOut"]["properties"]
+    assert "callback_url" in schemas["NewCaseIn"]["properties"]
+    assert "caseNotice" in doc["paths"]["/api/v1/cases"]["post"]["callbacks"]
     assert doc["security"] == [{"bearerAuth": []}]
     assert doc["paths"]["/api/v1/openapi.json"]["get"]["security"] == []
 
@@ -519,7 +525,8 @@ async def test_access_matrix(api, who):
         assert (data["identity"] == "shown") is identity
         assert (data["complainant"] is not None) is identity
         assert len(await api.events("view_personal_data")) == views_before + (1 if identity else 0)
-        assert data["allowed_actions"] == (["accept", "reject", "transfer"] if accept == 200 else [])
+        expected = {"triage": ["accept", "reject", "transfer", "duplicate"], "lead": ["accept", "reject", "transfer"]}
+        assert data["allowed_actions"] == expected.get(who, [])
     else:
         assert_error(response, data, 404, "not_found")
 

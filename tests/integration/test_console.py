@@ -22,7 +22,7 @@ from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import func, select
 
-from db.models import Case, CaseEvent, CaseMessage, CaseUnit, StaffSession, Unit
+from db.models import Case, CaseEvent, CaseMessage, CaseSubject, CaseUnit, StaffSession, Subject, Unit
 from intake.cases import Actor, ComplainantInfo, EvidenceItem, NewCase
 from intake.status import Status
 from nlu.taxonomy import Kind
@@ -58,7 +58,20 @@ class Form:
     attrs: dict[str, str]
     values: dict[str, str] = field(default_factory=dict)  # hidden inputs (and pre-filled text)
     names: set[str] = field(default_factory=set)  # every field the form has
-    options: dict[str, list[str]] = field(default_factory=dict)  # select name -> option values
+    options: dict[str, list[str]] = field(default_factory=dict)  # select / checkbox name -> option values
+    selected: dict[str, str] = field(default_factory=dict)  # select name -> the option a browser sends
+    checked: dict[str, list[str]] = field(default_factory=dict)  # checkbox name -> the ticked values
+    checkboxes: set[str] = field(default_factory=set)
+
+    def data(self, values: dict[str, str | list[str]]) -> list[tuple[str, str]]:
+        """What a browser sends with `values` filled in: hidden fields, the selected option of each
+        select, the ticked checkboxes, then the given values (a list for several checkboxes)."""
+        base = {**self.selected, **self.values}
+        pairs = [(k, v) for k, v in base.items() if k not in values]
+        pairs += [(k, v) for k, ticked in self.checked.items() if k not in values for v in ticked]
+        for name, value in values.items():
+            pairs += [(name, v) for v in value] if isinstance(value, list) else [(name, value)]
+        return pairs
 
 
 class _FormParser(HTMLParser):
@@ -75,6 +88,12 @@ class _FormParser(HTMLParser):
             self.forms.append(self._form)
         elif self._form is None:
             return
+        elif tag == "input" and "name" in a and "form" not in a and a.get("type") in ("checkbox", "radio"):
+            self._form.names.add(a["name"])
+            self._form.checkboxes.add(a["name"])
+            self._form.options.setdefault(a["name"], []).append(a.get("value", "on"))
+            if "checked" in a:
+                self._form.checked.setdefault(a["name"], []).append(a.get("value", "on"))
         elif tag == "input" and "name" in a and "form" not in a:
             self._form.names.add(a["name"])
             if a.get("type") == "hidden" or a.get("value"):
@@ -87,6 +106,8 @@ class _FormParser(HTMLParser):
             self._form.options[a["name"]] = []
         elif tag == "option" and self._select:
             self._form.options[self._select].append(a.get("value", ""))
+            if "selected" in a or self._select not in self._form.selected:
+                self._form.selected[self._select] = a.get("value", "")
 
     def handle_endtag(self, tag):
         if tag == "form":
@@ -143,20 +164,24 @@ class Staff:
         assert status == 200
         return csrf_in(html)
 
-    async def submit(self, page: str, action: str, values: dict[str, str] | None = None,
+    async def submit(self, page: str, action: str, values: dict[str, str | list[str]] | None = None,
                      **hidden: str) -> ClientResponse:
         """Fill in the form posting to `action` on `page` and send it, as a browser does."""
         status, html = await self.get(page)
         assert status == 200, (page, status)
         form = find_form(html, action, **hidden)
         assert form is not None, f"no form to {action} on {page}"
+        return await self.send(form, values)
+
+    async def send(self, form: Form, values: dict[str, str | list[str]] | None = None) -> ClientResponse:
         values = values or {}
         missing = set(values) - form.names
-        assert not missing, f"the form to {action} has no field {missing}"
+        assert not missing, f"the form to {form.action} has no field {missing}"
         for name, value in values.items():
             if name in form.options:
-                assert value in form.options[name], f"{value!r} is not an option of {name}"
-        return await self.client.post(action, data={**form.values, **values}, allow_redirects=False)
+                for one in (value if isinstance(value, list) else [value]):
+                    assert one in form.options[name], f"{one!r} is not an option of {name}"
+        return await self.client.post(form.action, data=form.data(values), allow_redirects=False)
 
     async def post(self, path: str, values: dict[str, str] | None = None, *, csrf: str | None = "auto") -> ClientResponse:
         data = dict(values or {})
@@ -276,6 +301,10 @@ class Snapshot:
     events: int
     messages: int
     version: int
+    co_units: tuple[str, ...] = ()
+    subjects: tuple[int, ...] = ()
+    satisfaction: int | None = None
+    duplicate_of: int | None = None
 
 
 async def snapshot(container, case_id: int) -> Snapshot:
@@ -284,10 +313,15 @@ async def snapshot(container, case_id: int) -> Snapshot:
         lead = await uow.session.scalar(
             select(Unit.code).join(CaseUnit, CaseUnit.unit_id == Unit.id)
             .where(CaseUnit.case_id == case_id, CaseUnit.active.is_(True), CaseUnit.role == "lead"))
+        co_units = (await uow.session.scalars(
+            select(Unit.code).join(CaseUnit, CaseUnit.unit_id == Unit.id)
+            .where(CaseUnit.case_id == case_id, CaseUnit.active.is_(True), CaseUnit.role == "co"))).all()
+        subjects = (await uow.session.scalars(select(CaseSubject.subject_id).where(CaseSubject.case_id == case_id))).all()
         events = await uow.session.scalar(select(func.count()).select_from(CaseEvent).where(CaseEvent.case_id == case_id,
                                                                                            CaseEvent.action != "view_personal_data"))
         messages = await uow.session.scalar(select(func.count()).select_from(CaseMessage).where(CaseMessage.case_id == case_id))
-        return Snapshot(case.status, case.category, lead, events, messages, case.version)
+        return Snapshot(case.status, case.category, lead, events, messages, case.version, tuple(sorted(co_units)),
+                        tuple(sorted(subjects)), case.satisfaction, case.duplicate_of_id)
 
 
 async def events_of(container, case_id: int, action: str) -> list[CaseEvent]:
@@ -537,22 +571,34 @@ async def test_domain_errors_and_illegal_status(console):
 # -- access control -----------------------------------------------------------------------------------
 
 A = "allowed"  # the form is on the page, and posting it changes the case (303)
+NEW_ACTIONS = ("message", "request_info", "duplicate", "reassign", "link_subject", "unlink_subject", "rate")
+
+
 # role -> (the queue lists the case, case page, evidence file, {action: expected})
 MATRIX = {
     "triage": (True, 200, 200, {"accept": A, "reject": A, "transfer": A, "start": A, "resolve": A, "reply": A,
-                                "close": A, "reopen": A, "extend": A, "reclassify": A}),
+                                "close": A, "reopen": A, "extend": A, "reclassify": A,
+                                **{a: A for a in NEW_ACTIONS}}),
     "lead": (True, 200, 200, {"accept": A, "reject": A, "transfer": A, "start": A, "resolve": A, "reply": A,
-                              "close": A, "reopen": 403, "extend": 403, "reclassify": 403}),
+                              "close": A, "reopen": 403, "extend": 403, "reclassify": 403,
+                              "message": A, "request_info": A, "duplicate": 403, "reassign": 403,
+                              "link_subject": A, "unlink_subject": A, "rate": A}),
     "co": (True, 200, 200, {"accept": 403, "reject": 403, "transfer": 403, "start": 403, "resolve": 403, "reply": 403,
-                            "close": 403, "reopen": 403, "extend": 403, "reclassify": 403}),
+                            "close": 403, "reopen": 403, "extend": 403, "reclassify": 403,
+                            **{a: 403 for a in NEW_ACTIONS}}),
     "other": (False, 404, 404, {"accept": 404, "reject": 404, "transfer": 404, "start": 404, "resolve": 404,
-                                "reply": 404, "close": 404, "reopen": 404, "extend": 404, "reclassify": 404}),
+                                "reply": 404, "close": 404, "reopen": 404, "extend": 404, "reclassify": 404,
+                                **{a: 404 for a in NEW_ACTIONS}}),
     "leader": (True, 200, 200, {"accept": 403, "reject": 403, "transfer": 403, "start": 403, "resolve": 403,
-                                "reply": 403, "close": 403, "reopen": 403, "extend": 403, "reclassify": 403}),
+                                "reply": 403, "close": 403, "reopen": 403, "extend": 403, "reclassify": 403,
+                                **{a: 403 for a in NEW_ACTIONS}}),
     "admin": (True, 200, 200, {"accept": 403, "reject": 403, "transfer": 403, "start": 403, "resolve": 403,
-                               "reply": 403, "close": 403, "reopen": 403, "extend": 403, "reclassify": 403}),
+                               "reply": 403, "close": 403, "reopen": 403, "extend": 403, "reclassify": 403,
+                               **{a: 403 for a in NEW_ACTIONS}}),
 }
-# action -> (the status the case is walked to first, what the form is filled in with, hidden fields that pick the form)
+# action -> (the status the case is walked to first, what the form is filled in with, hidden fields that pick
+# the form). "{original}" is the number of another case, "{subject}" a subject of the case's platform not yet
+# linked to it, "{linked}" the platform subject every such case is linked to.
 ACTIONS = {
     "accept": (Status.RECEIVED, {"note": "受理"}, {}),
     "reject": (Status.RECEIVED, {"ground": "no_clue", "reply": "线索不具体，无法核查。"}, {}),
@@ -564,17 +610,40 @@ ACTIONS = {
     "reopen": (Status.CLOSED, {"reason": "举报人补充了新线索"}, {}),
     "extend": (Status.RECEIVED, {"clock": "tipoff_check", "approval": "分管领导批准"}, {}),
     "reclassify": (Status.RECEIVED, {"category": "advertising"}, {}),
+    "message": (Status.ACCEPTED, {"body": "正在核查，请耐心等待。"}, {}),
+    "request_info": (Status.RECEIVED, {"question": "请提供订单截图。"}, {}),
+    "duplicate": (Status.RECEIVED, {"original": "{original}", "reply": "与前案为同一事项，已并案处理。"}, {}),
+    "reassign": (Status.RECEIVED, {"lead": "zhiliang", "co_units": ["wangjian"]}, {}),
+    "link_subject": (Status.RECEIVED, {"subject_id": "{subject}"}, {}),
+    "unlink_subject": (Status.RECEIVED, {}, {"subject_id": "{linked}"}),
+    "rate": (Status.CLOSED, {"score": "4", "comment": "处理及时"}, {}),
 }
 
 
+def _fill(values: dict, known: dict[str, str]) -> dict:
+    def one(value):
+        return [one(v) for v in value] if isinstance(value, list) else known.get(value, value)
+    return {k: one(v) for k, v in values.items()}
+
+
+async def platform_subjects(container, platform: str = "抖音") -> dict[str, str]:
+    """The platform's own subject (linked to every tip-off below) and another live room on it."""
+    await container.cases.create(tipoff(live_room="另一个直播间"))
+    async with container.uow() as uow:
+        ids = dict((await uow.session.execute(select(Subject.name, Subject.id).where(
+            Subject.name.in_((platform, "另一个直播间"))))).all())
+    return {"{linked}": str(ids[platform]), "{subject}": str(ids["另一个直播间"])}
+
+
 @pytest.mark.parametrize("role", list(MATRIX))
-async def test_access_matrix(console, role):
+async def test_access_matrix(console, role, caplog):
     container = console.container
     person = await console.person(role, *STAFF[role])
     lists_case, case_status, evidence_status, expected_actions = MATRIX[role]
 
     image = await stored(container, png(1), "直播截图.png")
     case_id, number = await case_at(container, Status.RECEIVED, tipoff(evidence=(image,)))
+    known = {"{original}": number, **await platform_subjects(container)}
     # the queue
     status, html = await person.get("/")
     assert status == 200
@@ -590,6 +659,7 @@ async def test_access_matrix(console, role):
     # each action on a case of its own, walked to a status where the action is legal
     for action, expected in expected_actions.items():
         setup_status, values, hidden = ACTIONS[action]
+        values, hidden = _fill(values, known), _fill(hidden, known)
         case_id, number = await case_at(container, setup_status)
         page, path = f"/cases/{number}", f"/cases/{number}/actions/{action}"
         before = await snapshot(container, case_id)
@@ -600,14 +670,20 @@ async def test_access_matrix(console, role):
             response = await person.submit(page, path, values, **hidden)
             assert response.status == 303, (role, action, await response.text())
             assert response.headers["Location"] == page
+            status, html = await person.get(page)
+            assert "操作未完成" not in html, (role, action)
             after = await snapshot(container, case_id)
             assert after.version > before.version or after.events > before.events, (role, action)
             (event,) = [e for e in await _events(container, case_id)][-1:]
             assert event.action == action and event.actor_id == person.id
         else:
+            caplog.clear()
             response = await person.post(path, {**values, **hidden})
             assert response.status == expected, (role, action)
             assert await snapshot(container, case_id) == before, (role, action)
+            refusals = [r.getMessage() for r in caplog.records if r.name == "qinglang.console"]
+            assert any(f"console refused {action} {number} -> {expected}" in m and role in m for m in refusals), \
+                (role, action, refusals)
 
 
 async def test_guessing_numbers_and_evidence_urls_finds_nothing(console):

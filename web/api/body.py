@@ -10,6 +10,7 @@ from multidict import MultiMapping
 from pydantic import BaseModel, ValidationError
 
 from web.api.errors import ApiError
+from web.api.schemas import TRANSITION_ACTIONS
 
 MAX_JSON_BYTES = 1024 * 1024  # a JSON body (or the `case` part of a multipart upload)
 MAX_FILES = 20  # evidence files in one multipart upload
@@ -90,7 +91,7 @@ def _field(loc: tuple, prefix: str) -> str:
     return ".".join([prefix, *parts] if prefix else parts)
 
 
-_TAGS = frozenset({"accept", "reject", "transfer", "start", "resolve", "close", "reopen"})
+_TAGS = frozenset(TRANSITION_ACTIONS)  # the `action` tags of TransitionIn
 
 
 def validation_error(exc: ValidationError, *, prefix: str = "", unknown: str = "unknown field") -> ApiError:

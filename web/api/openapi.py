@@ -9,14 +9,15 @@ from typing import Any
 from pydantic.json_schema import models_json_schema
 
 import qinglang
-from intake.status import OUTCOMES, REJECTION_GROUNDS
+from intake.status import REJECTION_GROUNDS, STAFF_OUTCOMES
 from web.api import schemas as s
 from web.api.body import MAX_FILES, MAX_JSON_BYTES
 
 REF = "#/components/schemas/{model}"
 
-_REQUESTS = (s.NewCaseIn, s.TransitionIn, s.MessageIn, s.CaseListQuery)
-_RESPONSES = (s.CaseOut, s.CaseList, s.CaseState, s.MessageCreated, s.ErrorOut)
+_REQUESTS = (s.NewCaseIn, s.TransitionIn, s.MessageIn, s.AssignmentIn, s.SubjectLinkIn, s.RatingIn, s.CaseListQuery)
+_RESPONSES = (s.CaseOut, s.CaseList, s.CaseState, s.MessageCreated, s.CaseSubjects, s.RatingCreated, s.CaseNotice,
+              s.ErrorOut)
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -33,13 +34,15 @@ ERRORS = {
     "401": _error("no bearer token (unauthorized) or an invalid one (invalid_token)"),
     "403": _error("this account may not do this (forbidden)"),
     "404": _error("no such case, or not one this account may see (not_found)"),
-    "409": _error("not possible in the case's current status (illegal_transition, case_closed) or a concurrent "
-                  "change (conflict)"),
+    "409": _error("not possible in the case's current status (illegal_transition, case_closed, case_not_closed, "
+                  "already_rated, already_linked) or a concurrent change (conflict)"),
     "413": _error(f"the body is too large (payload_too_large: JSON over {MAX_JSON_BYTES} bytes; "
                   "evidence_too_large: a file over the evidence limit)"),
     "415": _error("wrong Content-Type (unsupported_media_type) or an evidence file of a type not accepted "
                   "(evidence_type_not_allowed)"),
-    "422": _error("the case rules refuse the request (domain_error), with the reason"),
+    "422": _error("the case rules refuse the request (domain_error), with the reason; a unit, case or subject "
+                  "the request names does not exist (unknown_unit, unknown_original, unknown_subject); nobody "
+                  "can be asked for information (no_contact)"),
 }
 
 
@@ -77,6 +80,10 @@ def _query_parameters(query_schema: dict[str, Any]) -> list[dict[str, Any]]:
 NUMBER_PARAMETER = {
     "name": "number", "in": "path", "required": True, "description": "the case number", "example": "LW-2026-000001",
     "schema": {"type": "string", "pattern": r"^[A-Za-z0-9_-]{1,32}$"},
+}
+SUBJECT_PARAMETER = {
+    "name": "subject_id", "in": "path", "required": True, "description": "id of an entry of the subject registry",
+    "schema": {"type": "integer", "minimum": 1, "maximum": s.MAX_ID},
 }
 
 
@@ -120,7 +127,8 @@ def document() -> dict[str, Any]:
                     f"{MAX_FILES} `files` parts (the type is decided from the content; size limited). Kind and "
                     "category, when omitted, come from the text classifier; kind falls back to complaint only "
                     "when a complainant is given, else tipoff. Facts the body leaves out are taken from the "
-                    "text where the classifier finds them."
+                    "text where the classifier finds them. With `callback_url`, the originating system is told "
+                    "of every step of the case (the `caseNotice` callback) when the case has a named complainant."
                 ),
                 "requestBody": {"required": True, "content": {
                     "application/json": {"schema": ref(s.NewCaseIn, "validation")},
@@ -131,6 +139,23 @@ def document() -> dict[str, Any]:
                             "headers": {"Location": {"schema": {"type": "string"}}},
                             "content": {"application/json": {"schema": ref(s.CaseOut, "serialization")}}},
                     **_pick("400", "401", "403", "413", "415", "422"),
+                },
+                "callbacks": {
+                    "caseNotice": {
+                        "{$request.body#/callback_url}": {
+                            "post": {
+                                "summary": "A step of the case, for the originating system",
+                                "description": "Sent by the service's notifier, with the header `Idempotency-Key`.",
+                                "requestBody": {"required": True, "content": {
+                                    "application/json": {"schema": ref(s.CaseNotice, "serialization")}}},
+                                "responses": {
+                                    "2XX": {"description": "taken"},
+                                    "default": {"description": "408, 429 (Retry-After) and 5xx: tried again "
+                                                               "later; any other status: not"},
+                                },
+                            },
+                        },
+                    },
                 },
             },
             "get": {
@@ -159,12 +184,14 @@ def document() -> dict[str, Any]:
         "/api/v1/cases/{number}/transitions": {
             "post": {
                 "operationId": "transitionCase",
-                "summary": "Move the case: accept, reject, transfer, start, resolve, close, reopen",
+                "summary": "Move the case: accept, reject, transfer, start, resolve, close, reopen, duplicate",
                 "description": (
                     "reject needs `ground` (" + ", ".join(REJECTION_GROUNDS) + ") and `reply`; resolve needs "
-                    "`outcome` (" + ", ".join(OUTCOMES) + ") and `reply`; transfer needs `unit` or "
-                    "`authority` (+ `scope`); reopen needs `reason`. A status the action is not legal from "
-                    "answers 409 illegal_transition."
+                    "`outcome` (" + ", ".join(STAFF_OUTCOMES) + ") and `reply`; transfer needs `unit` or "
+                    "`authority` (+ `scope`); reopen needs `reason`; duplicate (triage only) needs `original`, "
+                    "the number of the case that handles the matter (422 unknown_original if there is none), and "
+                    "`reply`, and closes the case. A status the action is not legal from answers 409 "
+                    "illegal_transition."
                 ),
                 "parameters": [NUMBER_PARAMETER],
                 "requestBody": {"required": True, "content": {
@@ -179,13 +206,85 @@ def document() -> dict[str, Any]:
         "/api/v1/cases/{number}/messages": {
             "post": {
                 "operationId": "messageComplainant",
-                "summary": "Write to the complainant (recorded as a complainant-facing reply)",
+                "summary": "Write to the complainant: the official reply, a message, or a request for information",
+                "description": (
+                    "`kind` reply (default): recorded as the complainant-facing answer; message: a note that is "
+                    "not the answer; info_request: asks for more information (补正), refused with 422 no_contact "
+                    "for an anonymous informant or a case without a complainant. A closed case answers 409 "
+                    "case_closed."
+                ),
                 "parameters": [NUMBER_PARAMETER],
                 "requestBody": {"required": True, "content": {
                     "application/json": {"schema": ref(s.MessageIn, "validation")}}},
                 "responses": {
                     "201": {"description": "recorded",
                             "content": {"application/json": {"schema": ref(s.MessageCreated, "serialization")}}},
+                    **_pick("400", "401", "403", "404", "409", "413", "415", "422"),
+                },
+            },
+        },
+        "/api/v1/cases/{number}/assignment": {
+            "post": {
+                "operationId": "assignCase",
+                "summary": "Set the lead unit and the co-units (triage only)",
+                "description": (
+                    "Replaces the case's units; the status stays. A unit code that is not an active unit answers "
+                    "422 unknown_unit (`field` names it); a closed case 409 case_closed. The units the case already "
+                    "has answer 200 with nothing changed."
+                ),
+                "parameters": [NUMBER_PARAMETER],
+                "requestBody": {"required": True, "content": {
+                    "application/json": {"schema": ref(s.AssignmentIn, "validation")}}},
+                "responses": {
+                    "200": {"description": "the case with its units",
+                            "content": {"application/json": {"schema": ref(s.CaseState, "serialization")}}},
+                    **_pick("400", "401", "403", "404", "409", "413", "415", "422"),
+                },
+            },
+        },
+        "/api/v1/cases/{number}/subjects": {
+            "post": {
+                "operationId": "linkSubject",
+                "summary": "Link the case to an entry of the subject registry (主体名录)",
+                "description": "422 unknown_subject when there is no such entry; 409 already_linked.",
+                "parameters": [NUMBER_PARAMETER],
+                "requestBody": {"required": True, "content": {
+                    "application/json": {"schema": ref(s.SubjectLinkIn, "validation")}}},
+                "responses": {
+                    "201": {"description": "linked; the case's subjects",
+                            "content": {"application/json": {"schema": ref(s.CaseSubjects, "serialization")}}},
+                    **_pick("400", "401", "403", "404", "409", "413", "415", "422"),
+                },
+            },
+        },
+        "/api/v1/cases/{number}/subjects/{subject_id}": {
+            "delete": {
+                "operationId": "unlinkSubject",
+                "summary": "Remove the link between the case and a subject",
+                "description": "404 not_linked when the case is not linked to that subject.",
+                "parameters": [NUMBER_PARAMETER, SUBJECT_PARAMETER],
+                "responses": {
+                    "200": {"description": "unlinked; the case's subjects",
+                            "content": {"application/json": {"schema": ref(s.CaseSubjects, "serialization")}}},
+                    **_pick("401", "403", "404", "409"),
+                },
+            },
+        },
+        "/api/v1/cases/{number}/rating": {
+            "post": {
+                "operationId": "rateCase",
+                "summary": "Record the complainant's satisfaction rating after close (once per case)",
+                "description": (
+                    "The rating the complainant gave, e.g. in the follow-up call. The case must be closed (409 "
+                    "case_not_closed) and not rated yet (409 already_rated). A score of 2 or lower reopens the "
+                    "case for review by triage."
+                ),
+                "parameters": [NUMBER_PARAMETER],
+                "requestBody": {"required": True, "content": {
+                    "application/json": {"schema": ref(s.RatingIn, "validation")}}},
+                "responses": {
+                    "201": {"description": "recorded",
+                            "content": {"application/json": {"schema": ref(s.RatingCreated, "serialization")}}},
                     **_pick("400", "401", "403", "404", "409", "413", "415", "422"),
                 },
             },

@@ -3,7 +3,9 @@
 Every endpoint but the OpenAPI document needs `Authorization: Bearer <API token>` of a staff account
 (`qinglang users create NAME --unit ... --role ... --api-token`); a console session cookie is not enough
 (no CSRF protection here). Access follows web/access.py exactly as the console pages do: a case outside
-the caller's scope is "not found" (404), never "forbidden", so numbers cannot be probed.
+the caller's scope is "not found" (404), never "forbidden", so numbers cannot be probed. Who may act is
+checked (403) before whether the case allows it now (409/422); every refusal is logged by
+web.api.errors.api_errors and changes nothing.
 """
 
 from __future__ import annotations
@@ -17,10 +19,10 @@ from urllib.parse import quote
 
 from aiohttp import BodyPartReader, MultipartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
-from sqlalchemy import true
+from sqlalchemy import select, true
 from sqlalchemy.orm.exc import StaleDataError
 
-from db.models import CaseEvent
+from db.models import Case, CaseEvent, Subject
 from intake.cases import Actor, CaseNotFound, ComplainantInfo, DeadlineView, EvidenceItem, NewCase
 from intake.evidence import EvidenceEmpty, EvidenceRejected, EvidenceTooLarge, EvidenceTypeNotAllowed
 from intake.queries import MAX_PAGE, BadQuery, CaseDetail, CaseFilter, decode_cursor
@@ -70,6 +72,10 @@ def setup(app: web.Application) -> None:
     router.add_get(f"{PREFIX}/cases/{{number}}", get_case)
     router.add_post(f"{PREFIX}/cases/{{number}}/transitions", post_transition)
     router.add_post(f"{PREFIX}/cases/{{number}}/messages", post_message)
+    router.add_post(f"{PREFIX}/cases/{{number}}/assignment", post_assignment)
+    router.add_post(f"{PREFIX}/cases/{{number}}/subjects", post_subject)
+    router.add_delete(f"{PREFIX}/cases/{{number}}/subjects/{{subject_id:[0-9]{{1,19}}}}", delete_subject)
+    router.add_post(f"{PREFIX}/cases/{{number}}/rating", post_rating)
 
 
 # -- handlers ---------------------------------------------------------------------------------------
@@ -136,7 +142,8 @@ async def get_case(request: web.Request) -> web.Response:
     show = _identity_shown(principal, detail)
     if show:
         await _audit_identity_view(container, principal, detail)
-    return json_response(case_out(container, principal, detail, show_identity=show))
+    duplicate_of = await _duplicate_of(container, detail.case.id) if detail.case.duplicate_of_id else None
+    return json_response(case_out(container, principal, detail, show_identity=show, duplicate_of=duplicate_of))
 
 
 async def post_transition(request: web.Request) -> web.Response:
@@ -148,6 +155,15 @@ async def post_transition(request: web.Request) -> web.Response:
     if not may_act(principal, detail.unit_parts, action):
         raise ApiError(403, "forbidden", _refusal(principal, detail.unit_parts, action.value))
     case_id, actor, cases = detail.case.id, Actor("staff", principal.id), container.cases
+    if isinstance(change, s.DuplicateIn):  # the status first, then the original it names
+        status = Status(detail.case.status)
+        if action not in allowed_actions(status):
+            raise ApiError(409, "illegal_transition", str(IllegalTransition(action, status)), field="action")
+        original = change.original.upper()
+        if original == detail.case.number.upper():
+            raise ApiError(422, "domain_error", "a case cannot be a duplicate of itself", field="original")
+        if not await _visible_number(container, principal, original):
+            raise ApiError(422, "unknown_original", f"no case {original!r}", field="original")
     try:
         match change:
             case s.AcceptIn():
@@ -167,6 +183,8 @@ async def post_transition(request: web.Request) -> web.Response:
                 view = await cases.close(case_id, actor, change.note or None)
             case s.ReopenIn():
                 view = await cases.reopen(case_id, actor, change.reason)
+            case s.DuplicateIn():
+                view = await cases.mark_duplicate(case_id, actor, change.original.upper(), change.reply)
     except IllegalTransition as exc:
         raise ApiError(409, "illegal_transition", str(exc), field="action") from None
     except CaseNotFound:
@@ -176,7 +194,12 @@ async def post_transition(request: web.Request) -> web.Response:
     except DomainError as exc:
         raise ApiError(422, "domain_error", str(exc)) from None
     log.info("api case %s: %s by %s -> %s", view.number, action.value, principal.username, view.status.value)
-    return json_response(case_state(container, principal, view))
+    duplicate_of = await _duplicate_of(container, case_id) if action == Action.DUPLICATE else None
+    return json_response(case_state(container, principal, view, duplicate_of=duplicate_of))
+
+
+# the access-policy action (web/access.py) of each kind of message
+MESSAGE_ACTIONS = {"reply": "reply", "message": "message", "info_request": "request_info"}
 
 
 async def post_message(request: web.Request) -> web.Response:
@@ -184,19 +207,126 @@ async def post_message(request: web.Request) -> web.Response:
     container = request.app[CONTAINER]
     detail = await _visible_case(request, principal)
     message = await read_json(request, s.MessageIn)
-    if not may_act(principal, detail.unit_parts, "message"):
+    action = MESSAGE_ACTIONS[message.kind]
+    if not may_act(principal, detail.unit_parts, action):
         raise ApiError(403, "forbidden", _refusal(principal, detail.unit_parts, "message"))
-    if detail.case.status == Status.CLOSED:
+    case = detail.case
+    if case.status == Status.CLOSED:
         raise ApiError(409, "case_closed", "the case is closed; reopen it before writing to the complainant")
+    if message.kind == "info_request" and (case.anonymous or case.complainant_id is None):
+        raise ApiError(422, "no_contact", "an anonymous informant (or a case without a complainant) cannot be "
+                       "asked for more information: nobody can be contacted", field="kind")
+    actor, cases = Actor("staff", principal.id), container.cases
     try:
-        await container.cases.reply(detail.case.id, Actor("staff", principal.id), message.text)
+        if message.kind == "reply":
+            await cases.reply(case.id, actor, message.text)
+        elif message.kind == "message":
+            await cases.message(case.id, actor, message.text)
+        else:
+            await cases.request_information(case.id, actor, message.text)
     except StaleDataError:
         raise ApiError(409, "conflict", "the case was changed by someone else at the same time; retry") from None
     except DomainError as exc:
         raise ApiError(422, "domain_error", str(exc)) from None
-    log.info("api case %s: message to the complainant by %s", detail.case.number, principal.username)
-    out = s.MessageCreated(number=detail.case.number, message=s.MessageOut(
-        at=container.clock.now(), direction="out", body=message.text.strip(), is_reply=True))
+    log.info("api case %s: %s to the complainant by %s", case.number, message.kind, principal.username)
+    out = s.MessageCreated(number=case.number, message=s.MessageOut(
+        at=container.clock.now(), direction="out", body=message.text.strip(), is_reply=message.kind == "reply",
+        info_request=message.kind == "info_request"))
+    return json_response(out.model_dump(mode="json"), status=201)
+
+
+async def post_assignment(request: web.Request) -> web.Response:
+    """Triage sets the lead and co-units. The same units again answer 200 with nothing changed."""
+    principal = authenticate(request)
+    container = request.app[CONTAINER]
+    detail = await _visible_case(request, principal)
+    body = await read_json(request, s.AssignmentIn)
+    if not may_act(principal, detail.unit_parts, "reassign"):
+        raise ApiError(403, "forbidden", _refusal(principal, detail.unit_parts, "reassign"))
+    if detail.case.status == Status.CLOSED:
+        raise ApiError(409, "case_closed", "the case is closed; reopen it before changing its units")
+    co_units = tuple(dict.fromkeys(c for c in body.co_units if c != body.lead))
+    async with container.uow() as uow:
+        known = await uow.units.by_codes([body.lead, *co_units])
+    for field, code in [("lead", body.lead), *((f"co_units.{body.co_units.index(c)}", c) for c in co_units)]:
+        if code not in known or not known[code].active:
+            raise ApiError(422, "unknown_unit", f"no active unit {code!r}; see `qinglang units list`", field=field)
+    current_lead = next((unit.code for unit, role in detail.units if role == "lead"), None)
+    current_co = {unit.code for unit, role in detail.units if role == "co"}
+    actor, cases = Actor("staff", principal.id), container.cases
+    try:
+        if current_lead == body.lead and current_co == set(co_units):
+            view = await cases.get(detail.case.id)  # already so: nothing to change, nothing recorded
+        else:
+            view = await cases.reassign(detail.case.id, actor, body.lead, co_units, body.note or None)
+    except CaseNotFound:
+        raise _not_found(detail.case.number) from None
+    except StaleDataError:
+        raise ApiError(409, "conflict", "the case was changed by someone else at the same time; reload it and retry") from None
+    except DomainError as exc:
+        raise ApiError(422, "domain_error", str(exc)) from None
+    log.info("api case %s: units set by %s -> lead %s, co %s", view.number, principal.username, view.lead_unit,
+             ",".join(view.co_units))
+    return json_response(case_state(container, principal, view))
+
+
+async def post_subject(request: web.Request) -> web.Response:
+    principal = authenticate(request)
+    container = request.app[CONTAINER]
+    detail = await _visible_case(request, principal)
+    body = await read_json(request, s.SubjectLinkIn)
+    if not may_act(principal, detail.unit_parts, "link_subject"):
+        raise ApiError(403, "forbidden", _refusal(principal, detail.unit_parts, "link subjects to"))
+    if any(subject.id == body.subject_id for subject in detail.subjects):
+        raise ApiError(409, "already_linked", "the case is already linked to this subject", field="subject_id")
+    async with container.uow() as uow:
+        exists = await uow.session.scalar(select(Subject.id).where(Subject.id == body.subject_id))
+    if exists is None:
+        raise ApiError(422, "unknown_subject", f"no subject {body.subject_id} in the registry", field="subject_id")
+    await _subject_change(container, detail, container.cases.link_subject, principal, body.subject_id)
+    log.info("api case %s: subject %d linked by %s", detail.case.number, body.subject_id, principal.username)
+    return json_response(await _case_subjects(request, detail.case.number), status=201)
+
+
+async def delete_subject(request: web.Request) -> web.Response:
+    principal = authenticate(request)
+    container = request.app[CONTAINER]
+    detail = await _visible_case(request, principal)
+    subject_id = int(request.match_info["subject_id"])
+    if not may_act(principal, detail.unit_parts, "unlink_subject"):
+        raise ApiError(403, "forbidden", _refusal(principal, detail.unit_parts, "unlink subjects from"))
+    if not any(subject.id == subject_id for subject in detail.subjects):
+        raise ApiError(404, "not_linked", f"the case is not linked to subject {subject_id}", field="subject_id")
+    await _subject_change(container, detail, container.cases.unlink_subject, principal, subject_id)
+    log.info("api case %s: subject %d unlinked by %s", detail.case.number, subject_id, principal.username)
+    return json_response(await _case_subjects(request, detail.case.number))
+
+
+async def post_rating(request: web.Request) -> web.Response:
+    """The rating the complainant gave in the follow-up call (or through the hotline), once per case."""
+    principal = authenticate(request)
+    container = request.app[CONTAINER]
+    detail = await _visible_case(request, principal)
+    body = await read_json(request, s.RatingIn)
+    if not may_act(principal, detail.unit_parts, "rate"):
+        raise ApiError(403, "forbidden", _refusal(principal, detail.unit_parts, "rate"))
+    case = detail.case
+    if case.rated_at is not None:
+        raise ApiError(409, "already_rated", "the case was already rated")
+    if case.status != Status.CLOSED:
+        raise ApiError(409, "case_not_closed", "the rating comes after the answer: the case is not closed")
+    try:
+        view = await container.cases.rate(case.id, Actor("staff", principal.id), body.score, body.comment or None)
+    except CaseNotFound:
+        raise _not_found(case.number) from None
+    except StaleDataError:
+        raise ApiError(409, "conflict", "the case was changed by someone else at the same time; reload it and retry") from None
+    except DomainError as exc:
+        raise ApiError(422, "domain_error", str(exc)) from None
+    log.info("api case %s: rated %d by %s", case.number, body.score, principal.username)
+    rated = await request.app[QUERIES].detail(true(), case.number)  # the caller was allowed to act on it
+    out = s.RatingCreated(number=case.number, status=view.status.value, status_name=STATUS_NAMES_ZH[view.status],
+                          satisfaction=_satisfaction(rated.case), reopened=view.status != Status.CLOSED)
     return json_response(out.model_dump(mode="json"), status=201)
 
 
@@ -232,6 +362,38 @@ async def _visible_case(request: web.Request, principal: Principal) -> CaseDetai
 
 def _not_found(number: str) -> ApiError:
     return ApiError(404, "not_found", f"no case {number[:40]!r}")
+
+
+async def _visible_number(container: Container, principal: Principal, number: str) -> bool:
+    """Whether a case of this number exists within the caller's scope."""
+    async with container.uow() as uow:
+        found = await uow.session.scalar(select(Case.id).where(Case.number == number, case_scope(principal)))
+    return found is not None
+
+
+async def _duplicate_of(container: Container, case_id: int) -> str | None:
+    async with container.uow() as uow:
+        original_id = await uow.session.scalar(select(Case.duplicate_of_id).where(Case.id == case_id))
+        if original_id is None:
+            return None
+        return await uow.session.scalar(select(Case.number).where(Case.id == original_id))
+
+
+async def _subject_change(container: Container, detail: CaseDetail, change, principal: Principal,
+                          subject_id: int) -> None:
+    try:
+        await change(detail.case.id, Actor("staff", principal.id), subject_id)
+    except CaseNotFound:
+        raise _not_found(detail.case.number) from None
+    except StaleDataError:
+        raise ApiError(409, "conflict", "the case was changed by someone else at the same time; reload it and retry") from None
+    except DomainError as exc:  # linked or unlinked at the same moment by someone else
+        raise ApiError(409, "conflict", str(exc), field="subject_id") from None
+
+
+async def _case_subjects(request: web.Request, number: str) -> dict:
+    detail = await request.app[QUERIES].detail(true(), number)  # the caller was allowed to act on it
+    return s.CaseSubjects(number=number, subjects=_subjects(detail.subjects)).model_dump(mode="json")
 
 
 def _refusal(principal: Principal, unit_parts: dict[int, str], action: str) -> str:
@@ -398,6 +560,7 @@ async def plan_case(container: Container, body: s.NewCaseIn) -> NewCase:
         nlu_confidence=round(result.confidence, 4) if result is not None and result.ranking else None,
         received_at=received_at,
         links=tuple(dict.fromkeys(body.evidence_urls)),
+        callback_url=body.callback_url,
     )
 
 
@@ -441,8 +604,20 @@ def _deadlines(rows) -> list[s.DeadlineOut]:
             for d in rows]
 
 
-def case_state(container: Container, principal: Principal, view) -> dict:
-    """A CaseView (after a transition) as CaseState."""
+def _subjects(subjects) -> list[s.SubjectOut]:
+    return [s.SubjectOut(id=subject.id, type=subject.type, name=subject.name, platform=subject.platform or "")
+            for subject in subjects]
+
+
+def _satisfaction(case: Case) -> s.SatisfactionOut | None:
+    if case.rated_at is None or case.satisfaction is None:
+        return None
+    return s.SatisfactionOut(score=case.satisfaction, comment=case.satisfaction_comment, rated_at=case.rated_at)
+
+
+def case_state(container: Container, principal: Principal, view, *, duplicate_of: str | None = None) -> dict:
+    """A CaseView (after a transition) as CaseState; `duplicate_of` after the duplicate action (no other
+    transition leaves a case a duplicate: only reopen starts from there, and it ends the reference)."""
     names = _unit_names(container)
     parts = {}
     if principal.unit_code == view.lead_unit:
@@ -454,14 +629,16 @@ def case_state(container: Container, principal: Principal, view) -> dict:
         number=view.number, kind=view.kind, category=view.category, status=view.status.value,
         status_name=STATUS_NAMES_ZH[view.status], lead_unit=_unit_ref(view.lead_unit, names),
         co_units=[_unit_ref(code, names) for code in view.co_units], transfer=transfer,
-        next_due_on=view.next_due_on, deadlines=_deadlines(view.deadlines),
+        next_due_on=view.next_due_on, deadlines=_deadlines(view.deadlines), duplicate_of=duplicate_of,
         allowed_actions=_allowed(principal, parts, view.status,
                                  inside_transfer=view.status == Status.TRANSFERRED and not view.transfer_authority),
     )
     return state.model_dump(mode="json")
 
 
-def case_out(container: Container, principal: Principal, detail: CaseDetail, *, show_identity: bool) -> dict:
+def case_out(container: Container, principal: Principal, detail: CaseDetail, *, show_identity: bool,
+             duplicate_of: str | None = None) -> dict:
+    """The case in full; `duplicate_of`: the number of the case `duplicate_of_id` names."""
     case = detail.case
     status = Status(case.status)
     lead = next((unit for unit, role in detail.units if role == "lead"), None)
@@ -508,8 +685,11 @@ def case_out(container: Container, principal: Principal, detail: CaseDetail, *, 
                   for e in detail.evidence],
         events=[s.EventOut(at=e.created_at, action=e.action, actor_type=e.actor_type, actor_id=e.actor_id,
                            from_status=e.from_status, to_status=e.to_status, note=e.note) for e in detail.events],
-        messages=[s.MessageOut(at=m.created_at, direction=m.direction, body=m.body, is_reply=m.is_reply)
-                  for m in detail.messages],
+        messages=[s.MessageOut(at=m.created_at, direction=m.direction, body=m.body, is_reply=m.is_reply,
+                               info_request=bool(m.info_request)) for m in detail.messages],
+        subjects=_subjects(detail.subjects),
+        satisfaction=_satisfaction(case),
+        duplicate_of=duplicate_of,
         allowed_actions=_allowed(principal, detail.unit_parts, status,
                                  inside_transfer=status == Status.TRANSFERRED and not case.transfer_authority),
     )

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, RootModel, model_validator
 
-from intake.status import OUTCOMES, REJECTION_GROUNDS, Status
+from intake.status import REJECTION_GROUNDS, STAFF_OUTCOMES, Status
 from nlu.taxonomy import CATEGORIES, Kind
 
 # -- text types ---------------------------------------------------------------------------------
@@ -71,22 +71,28 @@ def _http_url(value: str) -> str:
     return value
 
 
-HttpUrl = Annotated[str, Field(max_length=2000, pattern=r"^[Hh][Tt][Tt][Pp][Ss]?://[^\s/?#]+[^\s]*$",
-                               json_schema_extra={"format": "uri"}), AfterValidator(_http_url)]
+URL_PATTERN = r"^[Hh][Tt][Tt][Pp][Ss]?://[^\s/?#]+[^\s]*$"
+HttpUrl = Annotated[str, Field(max_length=2000, pattern=URL_PATTERN, json_schema_extra={"format": "uri"}),
+                    AfterValidator(_http_url)]
+CallbackUrl = Annotated[str, Field(max_length=500, pattern=URL_PATTERN, json_schema_extra={"format": "uri"}),
+                        AfterValidator(_http_url)]
 
 
 # -- enumerations --------------------------------------------------------------------------------
 
 CategoryId = StrEnum("CategoryId", {c.id: c.id for c in CATEGORIES})
 RejectionGround = StrEnum("RejectionGround", {g: g for g in REJECTION_GROUNDS})
-Outcome = StrEnum("Outcome", {o: o for o in OUTCOMES})
+Outcome = StrEnum("Outcome", {o: o for o in STAFF_OUTCOMES})
 StatusValue = StrEnum("StatusValue", {s.value: s.value for s in Status})
 KindValue = StrEnum("KindValue", {k.value: k.value for k in Kind})
-TRANSITION_ACTIONS = ("accept", "reject", "transfer", "start", "resolve", "close", "reopen")
+TRANSITION_ACTIONS = ("accept", "reject", "transfer", "start", "resolve", "close", "reopen", "duplicate")
+MESSAGE_KINDS = ("reply", "message", "info_request")
+MAX_ID = 2**63 - 1
 
 CHANNEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,19}$"
 RESERVED_CHANNELS = frozenset({"telegram", "webchat", "web"})  # the service's own channels, not API intake
 UNIT_CODE_PATTERN = r"^[a-z0-9_]{1,40}$"
+CASE_NUMBER_PATTERN = r"^[A-Za-z0-9_-]{1,32}$"
 PHONE_PATTERN = r"^\+?[0-9][0-9 -]{3,28}[0-9]$"
 EARLIEST, LATEST = date(2000, 1, 1), date(2100, 12, 31)  # dates a filter may name
 
@@ -144,6 +150,10 @@ class NewCaseIn(Strict):
                           "Default: now. At most 366 days ago, not in the future")
     evidence_urls: Annotated[list[HttpUrl], Field(max_length=20)] = Field(
         default_factory=list, description="links to evidence (http/https)")
+    callback_url: CallbackUrl | None = Field(
+        None, description="where the originating system (e.g. the 12345 hotline platform) wants to be told of "
+                          "every step of the case: an http(s) URL that receives a JSON POST per notice (see the "
+                          "`caseNotice` callback). Used for a named complainant of this channel; never returned")
 
     @model_validator(mode="after")
     def _consistent(self) -> NewCaseIn:
@@ -211,8 +221,18 @@ class ReopenIn(Strict):
     reason: Text(2000, required=True) = Field(description="why the case is reopened")
 
 
+class DuplicateIn(Strict):
+    """The same matter as another case: this one is closed with a reference to it (triage only)."""
+
+    action: Literal["duplicate"]
+    original: Annotated[str, Field(pattern=CASE_NUMBER_PATTERN, description="the number of the case that handles "
+                                   "the matter (a duplicate of a duplicate leads to its original)")]
+    reply: Text(10_000, required=True) = Field(description="the complainant-facing reply: where the matter is handled")
+
+
 TransitionUnion = Annotated[
-    Union[AcceptIn, RejectIn, TransferIn, StartIn, ResolveIn, CloseIn, ReopenIn], Field(discriminator="action")
+    Union[AcceptIn, RejectIn, TransferIn, StartIn, ResolveIn, CloseIn, ReopenIn, DuplicateIn],
+    Field(discriminator="action"),
 ]
 
 
@@ -222,6 +242,31 @@ class TransitionIn(RootModel[TransitionUnion]):
 
 class MessageIn(Strict):
     text: Text(10_000, required=True) = Field(description="the message to the complainant")
+    kind: Literal["reply", "message", "info_request"] = Field(
+        "reply", description="reply: the official answer (default); message: a note to the complainant that is "
+                             "not the answer (e.g. progress); info_request: ask the complainant for more "
+                             "information (补正), not possible for an anonymous informant")
+
+
+class AssignmentIn(Strict):
+    """The units of a case: the lead (★) and the co-units (triage only). Replaces the current ones."""
+
+    lead: Annotated[str, Field(pattern=UNIT_CODE_PATTERN, description="code of the lead unit")]
+    co_units: Annotated[list[Annotated[str, Field(pattern=UNIT_CODE_PATTERN)]], Field(max_length=50)] = Field(
+        default_factory=list, description="codes of the co-units (the lead, if repeated here, is ignored)")
+    note: Text(2000) | None = Field(None, description="an internal note for the case file")
+
+
+class SubjectLinkIn(Strict):
+    subject_id: Annotated[int, Field(ge=1, le=MAX_ID, description="id of an entry of the subject registry")]
+
+
+class RatingIn(Strict):
+    """The complainant's satisfaction, as given in the follow-up call (回访), after the case is closed.
+    A score of 2 or lower reopens the case for review."""
+
+    score: Annotated[int, Field(ge=1, le=5, description="1 very dissatisfied ... 5 very satisfied")]
+    comment: Text(10_000) | None = Field(None, description="what the complainant said")
 
 
 class CaseListQuery(BaseModel):
@@ -290,6 +335,20 @@ class MessageOut(BaseModel):
     direction: Literal["in", "out"] = Field(description="in: from the complainant; out: to the complainant")
     body: str
     is_reply: bool = Field(description="an official reply")
+    info_request: bool = Field(description="staff asked the complainant for more information")
+
+
+class SubjectOut(BaseModel):
+    id: int
+    type: str = Field(description="platform, live_room, operator, service_agency or streamer")
+    name: str = Field(description="untrusted text, as received")
+    platform: str = Field(description="the platform of a live room, operator or streamer; empty for a platform")
+
+
+class SatisfactionOut(BaseModel):
+    score: int = Field(description="1 very dissatisfied ... 5 very satisfied")
+    comment: str | None
+    rated_at: datetime
 
 
 class MerchantLocationOut(BaseModel):
@@ -338,6 +397,7 @@ class CaseState(BaseModel):
     transfer: TransferOut | None
     next_due_on: date | None
     deadlines: list[DeadlineOut]
+    duplicate_of: str | None = Field(description="the number of the case this one was closed as a duplicate of")
     allowed_actions: list[str] = Field(description="the transitions this caller may make now")
 
 
@@ -363,6 +423,8 @@ class CaseOut(CaseState):
     evidence: list[EvidenceOut]
     events: list[EventOut]
     messages: list[MessageOut]
+    subjects: list[SubjectOut] = Field(description="entries of the subject registry the case is linked to")
+    satisfaction: SatisfactionOut | None = Field(description="the complainant's rating after close; null: none yet")
 
 
 class CaseListItem(BaseModel):
@@ -390,6 +452,35 @@ class MessageCreated(BaseModel):
     message: MessageOut
 
 
+class CaseSubjects(BaseModel):
+    """The subjects of a case after a link or an unlink."""
+
+    number: str
+    subjects: list[SubjectOut]
+
+
+class RatingCreated(BaseModel):
+    number: str
+    status: StatusValue
+    status_name: str
+    satisfaction: SatisfactionOut
+    reopened: bool = Field(description="the low rating reopened the case for review")
+
+
+class CaseNotice(BaseModel):
+    """What `callback_url` receives, one JSON POST per notice, with the header `Idempotency-Key` equal to
+    `idempotency_key`: a retry after a timeout carries the same key, so drop a key seen before. Answer 2xx
+    when taken; 408, 429 (with Retry-After) and 5xx are tried again later, any other status is not."""
+
+    idempotency_key: str
+    case: str = Field(description="the case number")
+    event: str = Field(description="what happened, e.g. accepted, rejected, transferred, info_requested, "
+                                   "staff_message, reply, closed, reopened, duplicate, survey")
+    language: str
+    text: str = Field(description="the notice as the complainant would read it")
+    facts: dict = Field(description="the facts the text was made from (e.g. unit, due_on, reply)")
+
+
 class ErrorDetail(BaseModel):
     field: str | None
     code: str
@@ -398,8 +489,10 @@ class ErrorDetail(BaseModel):
 
 class ErrorInfo(BaseModel):
     code: str = Field(description="stable snake_case code, e.g. validation_error, unknown_field, invalid_json, "
-                                  "unauthorized, forbidden, not_found, illegal_transition, payload_too_large, "
-                                  "unsupported_media_type, domain_error")
+                                  "unauthorized, forbidden, not_found, illegal_transition, case_closed, conflict, "
+                                  "payload_too_large, unsupported_media_type, domain_error, unknown_unit, "
+                                  "unknown_original, unknown_subject, already_linked, not_linked, no_contact, "
+                                  "case_not_closed, already_rated")
     message: str
     field: str | None = Field(None, description="the request field at fault, dotted")
     details: list[ErrorDetail] | None = None

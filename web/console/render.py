@@ -118,6 +118,7 @@ def environment(language: str) -> jinja2.Environment:
         filesize=format_size,
         mask_phone=mask_phone,
         percent=lambda v: "" if v is None else f"{v * 100:.0f}%",
+        event_value=format_event_value,
     )
     return env
 
@@ -213,6 +214,17 @@ def format_size(size: int | None) -> str:
             return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{size} B"
+
+
+def format_event_value(value: Any) -> str:
+    """A value of an audit event's data as plain text (escaped by the template like any other):
+    lists joined with 、, mappings as `key=value` pairs, e.g. a reassignment's from/to."""
+    if isinstance(value, dict):
+        return "; ".join(f"{key}={format_event_value(item)}" for key, item in value.items()
+                         if item is not None and item != [])
+    if isinstance(value, (list, tuple)):
+        return "、".join(format_event_value(item) for item in value)
+    return str(value)
 
 
 def mask_phone(phone: str | None) -> str:

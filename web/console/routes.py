@@ -2,14 +2,17 @@
 
 Access: every read goes through web.access.case_scope (a case out of scope is "not found": 404, never
 403, so numbers and evidence URLs cannot be probed); every action is checked against web.access (403)
-and the status machine (409) before anything is written. State changes use Post/Redirect/Get with a
-flash message. CSRF: the session's token on every form (web.middlewares.csrf_middleware); the login
-form, which has no session yet, uses a signed double-submit cookie.
+and the status machine and the case's own state (409) before anything is written; each refusal is
+logged (logger qinglang.console: who, which case, which action, why; never the submitted text). State
+changes use Post/Redirect/Get with a flash message. CSRF: the session's token on every form
+(web.middlewares.csrf_middleware); the login form, which has no session yet, uses a signed
+double-submit cookie.
 """
 
 from __future__ import annotations
 
 import hmac
+import logging
 import re
 import secrets
 from dataclasses import dataclass
@@ -27,6 +30,7 @@ from intake.queries import BadQuery, CaseDetail, CaseFilter
 from intake.status import (
     OUTCOMES,
     REJECTION_GROUNDS,
+    STAFF_OUTCOMES,
     STATUS_NAMES_ZH,
     Action,
     DomainError,
@@ -53,6 +57,8 @@ from web.console.store import ConsoleStore
 from web.keys import AUTH, CONTAINER, PRINCIPAL, QUERIES, SESSION_COOKIE
 from web.security import AuthError, Principal
 
+log = logging.getLogger("qinglang.console")
+
 STATIC = Path(__file__).parent / "static"
 STORE = web.AppKey("console_store", ConsoleStore)
 
@@ -62,9 +68,12 @@ SHA256 = re.compile(r"^[0-9a-f]{64}$")
 MIME = re.compile(r"^[a-z0-9][a-z0-9.+-]*/[a-z0-9][a-z0-9.+-]*$")
 INLINE_IMAGES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})  # never SVG
 
-# the actions the console offers, in the order of the page; withdraw belongs to the complainant
-CONSOLE_ACTIONS = ("accept", "reject", "transfer", "start", "resolve", "reply", "close", "reopen", "extend",
-                   "reclassify")
+# the actions the console offers, in the order of the page; withdraw belongs to the complainant.
+# unlink_subject is offered beside each linked subject, not in the list of actions.
+CONSOLE_ACTIONS = ("accept", "reject", "transfer", "start", "resolve", "reply", "message", "request_info", "close",
+                   "reopen", "extend", "reclassify", "reassign", "duplicate", "link_subject", "unlink_subject",
+                   "rate")
+BESIDE_SUBJECTS = frozenset({"unlink_subject"})
 STATUS_ACTIONS = frozenset(a.value for a in Action) - {Action.WITHDRAW.value}
 
 KIND_NAMES = {Kind.COMPLAINT: N_("投诉"), Kind.TIPOFF: N_("举报"), Kind.CONSULTATION: N_("咨询")}
@@ -77,13 +86,21 @@ ACTION_NAMES = {
     "resolve": N_("办结"), "reply": N_("答复投诉人"), "close": N_("关闭"), "reopen": N_("重新打开"),
     "extend": N_("延长期限"), "reclassify": N_("更改类别"), "withdraw": N_("撤回"), "create": N_("登记"),
     "view_personal_data": N_("查看个人信息"), "complainant_addition": N_("投诉人补充材料"),
+    "message": N_("发送消息"), "request_info": N_("要求补充材料"), "duplicate": N_("重复件并案"),
+    "reassign": N_("调整承办单位"), "link_subject": N_("关联主体"), "unlink_subject": N_("取消关联主体"),
+    "rate": N_("记录满意度评价"),
 }
 DONE = {
     "accept": N_("已受理。"), "reject": N_("已决定不予受理，答复已记录。"), "transfer": N_("已转办。"),
     "start": N_("已开始办理。"), "resolve": N_("已办结，答复已记录。"), "reply": N_("答复已记录。"),
     "close": N_("案件已关闭。"), "reopen": N_("案件已重新打开。"), "extend": N_("期限已延长。"),
-    "reclassify": N_("类别已更改。"),
+    "reclassify": N_("类别已更改。"), "message": N_("消息已发送。"), "request_info": N_("已要求投诉举报人补充材料。"),
+    "duplicate": N_("已作为重复件关闭。"), "reassign": N_("承办单位已调整。"), "link_subject": N_("已关联主体。"),
+    "unlink_subject": N_("已取消关联主体。"), "rate": N_("满意度评价已记录。"),
 }
+# the satisfaction rating, 1-5, as the follow-up call (回访) asks it
+SCORE_NAMES = {1: N_("非常不满意"), 2: N_("不满意"), 3: N_("基本满意"), 4: N_("满意"), 5: N_("非常满意")}
+MAX_SUBJECT_ID = 2**63 - 1
 TRANSFER_SCOPES = {"in_province": N_("省内"), "out_of_province": N_("省外")}
 
 
@@ -104,10 +121,11 @@ def setup(app: web.Application) -> None:
     router.add_get("/cases/{number}/evidence/{sha256}", evidence_file)
     router.add_post("/cases/{number}/actions/{action}", case_action)
     router.add_static("/static/console/", STATIC, name="console_static", append_version=False)
-    from web.console import admin, subjects  # they use this module's page helpers: imported here, not at the top
+    from web.console import admin, followup, subjects  # they use this module's page helpers: imported here
 
     admin.register(app)
     subjects.register(app)
+    followup.register(app)
 
 
 # -- helpers ----------------------------------------------------------------------------------------
@@ -437,10 +455,18 @@ def _legal(detail: CaseDetail, action: str, extendable: list[str]) -> bool:
             return False
         # a case transferred inside the bureau is closed by the receiving unit after handling
         return not (action == "close" and status == Status.TRANSFERRED and case.transfer_authority is None)
-    if action in ("reply", "reclassify"):
+    if action in ("reply", "message", "reclassify", "reassign"):
         return status != Status.CLOSED
+    if action == "request_info":  # an anonymous informant cannot be asked: nobody can be contacted
+        return status != Status.CLOSED and not case.anonymous and case.complainant_id is not None
     if action == "extend":
         return bool(extendable)
+    if action == "link_subject":  # the registry is kept right at any time, a closed case included
+        return True
+    if action == "unlink_subject":
+        return bool(detail.subjects)
+    if action == "rate":  # the follow-up call after the answer, once
+        return status == Status.CLOSED and case.rated_at is None
     return False
 
 
@@ -514,10 +540,27 @@ async def case_page(request: web.Request) -> web.Response:
     units = await store.units()
     lead_ids = {unit.id for unit, role in detail.units if role == "lead"}
     directory = request.app[CONTAINER].directory
+    _ = _tr(request)
+    linked = {subject.id for subject in detail.subjects}
+    subject_q = (request.query.get("subject_q") or "").strip()[:100]
+    found_subjects = platform_subjects = []
+    if "link_subject" in actions:
+        found_subjects = await store.subjects_named(subject_q, linked) if subject_q else []
+        platform_subjects = await store.subjects_of_platform(case.platform, linked)
+    from web.console.subjects import TYPE_NAMES  # that module imports this one: not at the top
+
     return _page(
         request, principal, "case.html",
         d=detail, case=case, identity=identity,
+        duplicates=await store.duplicate_links(case_scope(principal), case),
         unit_parts=[(_unit_name(unit, language), role) for unit, role in detail.units],
+        side_actions=[a for a in actions if a not in BESIDE_SUBJECTS],
+        all_units=[(u.code, _unit_name(u, language)) for u in units],
+        lead_code=next((unit.code for unit, role in detail.units if role == "lead"), None),
+        co_codes={unit.code for unit, role in detail.units if role == "co"},
+        subject_q=subject_q, found_subjects=found_subjects, platform_subjects=platform_subjects,
+        subject_types={k: _(v) for k, v in TYPE_NAMES.items()},
+        scores={k: _(v) for k, v in SCORE_NAMES.items()},
         deadlines=[(dl, _clock_name(request, dl.clock)) for dl in detail.deadlines],
         evidence=_evidence_views(detail),
         staff=await store.staff_names(staff_ids),
@@ -527,6 +570,7 @@ async def case_page(request: web.Request) -> web.Response:
         transfer_scopes={k: _tr(request)(v) for k, v in TRANSFER_SCOPES.items()},
         grounds={k: _tr(request)(v) for k, v in REJECTION_GROUNDS.items()},
         outcomes={k: _tr(request)(v) for k, v in OUTCOMES.items()},
+        staff_outcomes={k: _tr(request)(v) for k, v in STAFF_OUTCOMES.items()},
         extendable=[(c, _clock_name(request, c)) for c in extendable],
         categories=[(c.id, c.en if language == "en" else c.zh) for c in CATEGORIES],
         today=request.app[QUERIES].today(),
@@ -557,28 +601,40 @@ async def evidence_file(request: web.Request) -> web.StreamResponse:
     })
 
 
+def _refused(request: web.Request, principal: Principal, number: str, action: str, status: int, why: str) -> None:
+    # the action and number come from the URL: repr() keeps a line break in them from forging a log line
+    log.warning("console refused %s %s -> %d (%s) by %s(%s, unit %s) from %s", repr(action[:40])[1:-1],
+                repr(number)[1:-1], status, why, principal.username, principal.role, principal.unit_code,
+                request.remote)
+
+
 async def case_action(request: web.Request) -> web.StreamResponse:
     principal = _require(request)
     _ = _tr(request)
     number, action = request.match_info["number"][:32], request.match_info["action"]
     detail = await request.app[QUERIES].detail(case_scope(principal), number)
     if detail is None or action not in CONSOLE_ACTIONS:
+        _refused(request, principal, number, action, 404, "no such case in scope" if detail is None else "no such action")
         return _not_found(request, principal)
     here = f"/cases/{quote(detail.case.number)}"
     if not _permitted(principal, detail.unit_parts, action):
+        _refused(request, principal, number, action, 403, "not permitted")
         return _error(request, principal, 403, _("无权操作"),
                       _("您没有对此案件执行“{action}”的权限。").format(action=_(ACTION_NAMES[action])), back=here)
     if not _legal(detail, action, _extendable(request, detail)):
+        _refused(request, principal, number, action, 409, f"not possible when {detail.case.status}")
         return _illegal(request, principal, detail, action, here)
     post = await request.post()
     actor = Actor("staff", principal.id)
     try:
         await _perform(request, detail, action, post, actor, principal)
     except IllegalTransition:
+        _refused(request, principal, number, action, 409, "illegal transition")
         return _illegal(request, principal, detail, action, here)
     except CaseNotFound:
         return _not_found(request, principal)
     except StaleDataError:
+        _refused(request, principal, number, action, 409, "changed concurrently")
         return _error(request, principal, 409, _("案件已被他人修改"), _("请刷新页面后重试。"), back=here)
     except DomainError as exc:
         raise redirect_with_flash(request, here, _("操作未完成：") + str(exc), "error") from None
@@ -587,10 +643,23 @@ async def case_action(request: web.Request) -> web.StreamResponse:
 
 def _illegal(request, principal, detail: CaseDetail, action: str, back: str) -> web.Response:
     _ = _tr(request)
-    status = Status(detail.case.status)
-    return _error(request, principal, 409, _("当前状态不能执行此操作"),
-                  _("案件状态为“{status}”，不能执行“{action}”。").format(
-                      status=_(STATUS_NAMES_ZH[status]), action=_(ACTION_NAMES[action])), back=back)
+    case = detail.case
+    status = Status(case.status)
+    if action == "rate" and case.rated_at is not None:
+        message = _("此案件已有满意度评价，不能再次记录。")
+    elif action == "request_info" and status != Status.CLOSED:
+        message = _("匿名举报人无法联系，不能要求补充材料。")
+    else:
+        message = _("案件状态为“{status}”，不能执行“{action}”。").format(
+            status=_(STATUS_NAMES_ZH[status]), action=_(ACTION_NAMES[action]))
+    return _error(request, principal, 409, _("当前状态不能执行此操作"), message, back=back)
+
+
+def _subject_id(request: web.Request, post: MultiDictProxy) -> int:
+    value = _field(post, "subject_id", 20)
+    if not value.isascii() or not value.isdigit() or not 0 < int(value) <= MAX_SUBJECT_ID:
+        raise DomainError(_tr(request)("请选择主体。"))
+    return int(value)
 
 
 async def _perform(request: web.Request, detail: CaseDetail, action: str, post: MultiDictProxy, actor: Actor,
@@ -598,6 +667,7 @@ async def _perform(request: web.Request, detail: CaseDetail, action: str, post: 
     cases = request.app[CONTAINER].cases
     case_id = detail.case.id
     note = _field(post, "note", 2000) or None
+    _ = _tr(request)
     if action == "accept":
         await cases.accept(case_id, actor, note)
     elif action == "reject":
@@ -622,3 +692,36 @@ async def _perform(request: web.Request, detail: CaseDetail, action: str, post: 
         await cases.extend(case_id, actor, _field(post, "clock", 40), _field(post, "approval", 2000))
     elif action == "reclassify":
         await request.app[STORE].reclassify(case_id, principal.id, _field(post, "category", 32), note)
+    elif action == "message":
+        await cases.message(case_id, actor, _field(post, "body"))
+    elif action == "request_info":
+        await cases.request_information(case_id, actor, _field(post, "question"))
+    elif action == "duplicate":
+        original = _field(post, "original", 40).upper()
+        if not original:
+            raise DomainError(_("请填写原案件编号。"))
+        if not await request.app[STORE].case_visible(case_scope(principal), original[:32]):
+            raise DomainError(_("没有案件 {number}。").format(number=original))
+        await cases.mark_duplicate(case_id, actor, original, _field(post, "reply"))
+    elif action == "reassign":
+        co_units = tuple(dict.fromkeys(v.strip()[:40] for v in post.getall("co_units", [])
+                                       if isinstance(v, str) and v.strip()))
+        if len(co_units) > 100:
+            raise DomainError(_("协办单位太多。"))
+        lead = _field(post, "lead", 40)
+        if not lead:
+            raise DomainError(_("请选择主办单位。"))
+        current_lead = next((unit.code for unit, role in detail.units if role == "lead"), None)
+        if lead == current_lead and {c for c in co_units if c != lead} == {
+                unit.code for unit, role in detail.units if role == "co"}:
+            raise DomainError(_("承办单位没有变化。"))
+        await cases.reassign(case_id, actor, lead, co_units, note)
+    elif action == "link_subject":
+        await cases.link_subject(case_id, actor, _subject_id(request, post))
+    elif action == "unlink_subject":
+        await cases.unlink_subject(case_id, actor, _subject_id(request, post))
+    elif action == "rate":
+        score = _field(post, "score", 2)
+        if score not in ("1", "2", "3", "4", "5"):
+            raise DomainError(_("请选择 1 到 5 分。"))
+        await cases.rate(case_id, actor, int(score), _field(post, "comment") or None)

@@ -2,7 +2,8 @@
 
 Reads take the access scope as a SQL clause (web.access.case_scope), like CaseQueries. The writes
 (reclassification, the audit of a view of personal data) each run in one unit of work and leave a
-CaseEvent, as CaseService does for status actions.
+CaseEvent, as CaseService does for status actions. Reads of the subject registry (主体名录) for the
+case page's "link a subject" form are not scoped: the registry itself holds no personal data.
 """
 
 from __future__ import annotations
@@ -10,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, select
+from sqlalchemy import ColumnElement, and_, or_, select
 
-from db.models import Case, CaseDeadline, CaseEvent, Complainant, Evidence, StaffUser, Unit
+from db.models import Case, CaseDeadline, CaseEvent, CaseSubject, Complainant, Evidence, StaffUser, Subject, Unit
 from db.uow import UnitOfWorkFactory
 from intake.cases import CaseNotFound
 from intake.clock import Clock
@@ -36,6 +37,23 @@ class EvidenceFile:
     size: int
     original_name: str | None
     source: str
+
+
+@dataclass(frozen=True)
+class DuplicateLinks:
+    """A case's place among duplicates: the case it repeats, and the cases that repeat it."""
+
+    original: str | None  # the number of the case this one is a duplicate of
+    original_visible: bool  # whether the viewer may open that case (else the number is shown as text)
+    duplicates: list[str]  # numbers of the cases marked duplicate of this one that the viewer may see
+
+
+SUBJECT_CHOICES = 200  # at most this many subjects in the "same platform" select
+SUBJECT_RESULTS = 20  # at most this many results of a name search
+
+
+def _like(text: str) -> str:
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
 class ConsoleStore:
@@ -123,3 +141,45 @@ class ConsoleStore:
             ))
             await uow.commit()
         return old, category
+
+    async def case_visible(self, scope: ColumnElement[bool], number: str) -> bool:
+        async with self._uow() as uow:
+            return await uow.session.scalar(select(Case.id).where(Case.number == number, scope)) is not None
+
+    async def duplicate_links(self, scope: ColumnElement[bool], case: Case) -> DuplicateLinks:
+        """The original (by number, whether in scope or not) and the duplicates in scope."""
+        async with self._uow() as uow:
+            original, visible = None, False
+            if case.duplicate_of_id is not None:
+                original = await uow.session.scalar(select(Case.number).where(Case.id == case.duplicate_of_id))
+                visible = original is not None and await uow.session.scalar(
+                    select(Case.id).where(Case.id == case.duplicate_of_id, scope)) is not None
+            duplicates = list((await uow.session.scalars(
+                select(Case.number).where(Case.duplicate_of_id == case.id, scope).order_by(Case.id).limit(500)
+            )).all())
+        return DuplicateLinks(original, visible, duplicates)
+
+    async def subjects_named(self, text: str, exclude: set[int], limit: int = SUBJECT_RESULTS) -> list[Subject]:
+        """Subjects of the registry whose name contains `text` (case-insensitive), not already linked."""
+        text = text.strip()
+        if not text:
+            return []
+        query = select(Subject).where(Subject.name.ilike(_like(text), escape="\\"))
+        if exclude:
+            query = query.where(Subject.id.not_in(exclude))
+        async with self._uow() as uow:
+            return list((await uow.session.scalars(
+                query.order_by(Subject.type, Subject.name, Subject.id).limit(limit))).all())
+
+    async def subjects_of_platform(self, platform: str | None, exclude: set[int],
+                                   limit: int = SUBJECT_CHOICES) -> list[Subject]:
+        """The platform itself and the live rooms, operators and streamers registered on it."""
+        if not platform:
+            return []
+        query = select(Subject).where(or_(Subject.platform == platform,
+                                          and_(Subject.type == "platform", Subject.name == platform)))
+        if exclude:
+            query = query.where(Subject.id.not_in(exclude))
+        async with self._uow() as uow:
+            return list((await uow.session.scalars(
+                query.order_by(Subject.type, Subject.name, Subject.id).limit(limit))).all())
