@@ -138,6 +138,10 @@ class CaseNotFound(DomainError):
     pass
 
 
+class AlreadyRated(DomainError):
+    """A case is rated once."""
+
+
 class CaseService:
     def __init__(
         self,
@@ -458,7 +462,7 @@ class CaseService:
             active = [a for a in case.assignments if a.active]
             before = {"lead": _lead_code(case), "co_units": [a.unit.code for a in active if a.role == "co"]}
             after = {"lead": lead, "co_units": wanted[1:]}
-            if before == after:
+            if before["lead"] == lead and set(before["co_units"]) == set(after["co_units"]):
                 raise DomainError("the case already has these units")
             for assignment in active:
                 assignment.active = False
@@ -505,34 +509,44 @@ class CaseService:
             return await self._save(uow, case, now)
 
     async def rate(self, case_id: int, actor: Actor, score: int, comment: str | None = None) -> CaseView:
-        """The complainant's answer to the satisfaction follow-up (回访). A low rating reopens the case
-        for review by 消保分局."""
+        """The complainant's answer to the satisfaction follow-up (回访), once per case. A low rating
+        reopens the case for review by 消保分局."""
         if isinstance(score, bool) or not isinstance(score, int) or not 1 <= score <= 5:
             raise DomainError("the rating is a whole number from 1 to 5")
-        comment = (comment or "").strip()
-        if len(comment) > MAX_REPLY:
-            raise DomainError(f"the comment is longer than {MAX_REPLY} characters")
+        comment = _optional_text(comment, "the comment")
         async with self._uow() as uow:
             case, now, calendar = await self._begin(uow, case_id)
-            if case.closed_at is None and case.rated_at is None and case.status != Status.CLOSED:
+            if case.rated_at is not None:
+                raise AlreadyRated(f"{case.number} was already rated")
+            if case.status != Status.CLOSED:
                 raise DomainError("the case is not closed yet; the rating comes after the answer")
-            if case.rated_at is not None and not comment:
-                raise DomainError("the case was already rated")
-            first = case.rated_at is None
-            case.satisfaction, case.rated_at = score, now
-            if comment:
-                case.satisfaction_comment = comment
+            if case.anonymous or case.complainant_id is None or case.outcome in ("withdrawn", "duplicate"):
+                raise DomainError("this case has no satisfaction follow-up (anonymous, withdrawn or a duplicate)")
+            case.satisfaction, case.satisfaction_comment, case.rated_at = score, comment, now
             case.survey_due_on = None
             status = Status(case.status)
-            self._event(uow, case, actor, "rate", status, status, now, note=comment or None,
-                        data={"score": score})
-            if first and score <= LOW_RATING and status == Status.CLOSED:
+            self._event(uow, case, actor, "rate", status, status, now, note=comment, data={"score": score})
+            if score <= LOW_RATING:
                 target = Status.IN_PROGRESS if case.accepted_at is not None else Status.RECEIVED
                 case.status, case.closed_at, case.replied_at = target.value, None, None
                 self._start_clocks(case, "accepted" if target == Status.IN_PROGRESS else "received", now, calendar)
                 self._event(uow, case, Actor.system(), Action.REOPEN.value, status, target, now,
                             note=f"满意度评价 {score} 分，重新打开由消保分局复核", data={"score": score})
                 await self._tell(uow, case, Template.REOPENED, now, unit=_lead_code(case), rating=score)
+            return await self._save(uow, case, now)
+
+    async def comment_on_rating(self, case_id: int, actor: Actor, comment: str) -> CaseView:
+        """A comment given after the score (the bot asks for it in a second message); the score stays."""
+        comment = _required_text(comment, "the comment")
+        async with self._uow() as uow:
+            case, now, _ = await self._begin(uow, case_id)
+            if case.rated_at is None:
+                raise DomainError("the case has no rating to comment on")
+            if case.satisfaction_comment:
+                raise DomainError("the rating already has a comment")
+            case.satisfaction_comment = comment
+            status = Status(case.status)
+            self._event(uow, case, actor, "rating_comment", status, status, now, note=comment)
             return await self._save(uow, case, now)
 
     async def add_from_complainant(
@@ -779,6 +793,10 @@ def _validate_new_case(new: NewCase) -> None:
         raise DomainError("received_at must carry a time zone")
     if new.amount_fen is not None and new.amount_fen < 0:
         raise DomainError("the amount paid cannot be negative")
+
+
+def _optional_text(value: str | None, what: str, limit: int = MAX_REPLY) -> str | None:
+    return _required_text(value, what, limit) if value is not None and value.strip() else None
 
 
 def _required_text(value: str | None, what: str, limit: int = MAX_REPLY) -> str:

@@ -8,11 +8,21 @@ Messages are written in Simplified Chinese and translated through gettext (`_`).
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
-from intake.cases import Actor, CaseNotFound, CaseService, CaseView, ComplainantInfo, EvidenceItem, NewCase
+from intake.cases import (
+    Actor,
+    AlreadyRated,
+    CaseNotFound,
+    CaseService,
+    CaseView,
+    ComplainantInfo,
+    EvidenceItem,
+    NewCase,
+)
 from intake.draft import Draft, Step
 from intake.status import STATUS_NAMES_ZH, DomainError, Status
 from nlu import entities as ent
@@ -30,6 +40,12 @@ _URL = re.compile(r"https?://[^\s<>\"'，。]+", re.I)
 _MOBILE = re.compile(r"^1[3-9]\d{9}$")
 _LANDLINE = re.compile(r"^0\d{2,3}-?\d{7,8}$")
 _ORDER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{5,39}$")
+_CASE_NUMBER = re.compile(r"^[A-Za-z]{1,6}-\d{4}-\d{6,12}$")
+# the satisfaction survey's scale (the same words as the survey notice, intake/notice_templates.py)
+RATING_LABELS = {1: N_("很不满意"), 2: N_("不满意"), 3: N_("一般"), 4: N_("满意"), 5: N_("很满意")}
+_SCORE_WORDS = {"一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5}
+# a typed answer to "leave a comment?" that means "no, thanks"
+_NO_COMMENT = frozenset({"不用了", "不用", "不了", "没有", "没有了", "无", "算了", "跳过", "取消", "不需要", "no", "skip"})
 
 # What each kind needs to be handled, in the order it is asked.
 SLOTS_BY_KIND = {
@@ -167,6 +183,8 @@ class ConversationEngine:
     async def _command(self, turn: _Turn) -> None:
         _ = turn._
         name = turn.event.value
+        if turn.draft.step in (Step.RATE, Step.RATE_COMMENT) and name not in ("help", "privacy", "lang"):
+            self._leave_case(turn.draft)  # the rating is kept; the question or the comment is dropped
         if name in ("start", "new"):
             if turn.draft.has_content and name == "new":
                 self._reset(turn)
@@ -248,6 +266,14 @@ class ConversationEngine:
                      (Button(_("确定撤回"), "withdraw_yes"), Button(_("不撤回"), "withdraw_no")))
         elif action in ("withdraw_yes", "withdraw_no"):
             await self._withdraw(turn, confirmed=action == "withdraw_yes")
+        elif action == "rate":
+            await self._rate_button(turn, arg)
+        elif action == "rate_skip" and draft.step == Step.RATE_COMMENT:
+            turn.say(_("好的，谢谢您的评价！"))
+            self._resume(turn)
+        elif action == "rate_later" and draft.step == Step.RATE:
+            turn.say(_("好的。以后想评价时，点击通知里的评分按钮即可。"))
+            self._resume(turn)
         elif not draft.has_content and draft.step == Step.DESCRIBE:
             turn.say(_("这个按钮已经过期了。请直接描述您遇到的问题。"))
         else:
@@ -312,6 +338,11 @@ class ConversationEngine:
         _ = turn._
         draft = turn.draft
         item = turn.event.attachment
+        if draft.step == Step.RATE_COMMENT and draft.case_number:
+            return turn.say(_("评价留言只能是文字。请直接发送文字，不需要留言请点“不用了”。"),
+                            (Button(_("不用了"), "rate_skip"),))
+        if draft.step == Step.RATE:
+            self._leave_case(draft)  # the question goes unanswered; the file is handled as usual
         if draft.step == Step.ADD_TO_CASE and draft.case_number:
             return await self._add_to_case(turn, text=turn.event.text.strip() or None, evidence=item)
         if item is not None and item.sha256 not in {e["sha256"] for e in draft.evidence}:
@@ -341,6 +372,13 @@ class ConversationEngine:
         if len(text) > MAX_TEXT:
             text = text[:MAX_TEXT]
             turn.say(_("消息太长，我保存了前 {limit} 个字。更多内容可以分几条发送，或以文件形式发送。").format(limit=MAX_TEXT))
+        if draft.step == Step.RATE_COMMENT and draft.case_number:
+            return await self._rate_comment(turn, text)
+        if draft.step == Step.RATE and draft.case_number:
+            score = _typed_score(text)
+            if score is not None:
+                return await self._rate_case(turn, draft.case_number, score)
+            self._leave_case(draft)  # something else was said: the question is dropped, the words count
         if text in ("取消", "取消登记", "cancel"):
             return self._ask_cancel(turn)
         if text in ("返回", "上一步", "back"):
@@ -714,6 +752,11 @@ class ConversationEngine:
             self._ask_cancel(turn)
         elif step == Step.ADD_TO_CASE:
             turn.say(_("请发送要补充的文字、截图或视频。"), (Button(_("补充完毕"), "add_done"),))
+        elif step == Step.RATE:
+            self._ask_rating(turn, draft.case_number or "")
+        elif step == Step.RATE_COMMENT:
+            turn.say(_("如果愿意，可以直接发送一段文字，写下您的意见或建议；不需要请点“不用了”。"),
+                     (Button(_("不用了"), "rate_skip"),))
 
     def _confirm_category(self, turn: _Turn) -> None:
         _ = turn._
@@ -943,16 +986,100 @@ class ConversationEngine:
     @staticmethod
     def _set_aside(draft: Draft) -> None:
         """Remember the unfinished draft's step while the person deals with an existing case."""
-        if draft.step not in (Step.ADD_TO_CASE, Step.CONFIRM_WITHDRAW, Step.CONFIRM_CANCEL):
+        if draft.step not in (Step.ADD_TO_CASE, Step.CONFIRM_WITHDRAW, Step.CONFIRM_CANCEL, Step.RATE,
+                              Step.RATE_COMMENT):
             draft.resume_step = draft.step
 
     def _resume(self, turn: _Turn) -> None:
-        draft = turn.draft
+        self._leave_case(turn.draft)
+        if turn.draft.has_content:
+            self._prompt(turn)
+
+    @staticmethod
+    def _leave_case(draft: Draft) -> None:
+        """Back to the unfinished draft's step (or the start), without asking anything yet."""
         draft.case_number = None
+        draft.rating = None
         draft.step = draft.resume_step or Step.DESCRIBE
         draft.resume_step = None
-        if draft.has_content:
-            self._prompt(turn)
+
+    # -- the satisfaction survey (回访) -------------------------------------------------------------
+
+    async def _rate_button(self, turn: _Turn, arg: str) -> None:
+        """"rate:<number>:<1-5>" rates at once (the survey notice's buttons); "rate:<number>" asks."""
+        _ = turn._
+        number, sep, score_text = arg.partition(":")
+        number = number.strip()
+        if not _CASE_NUMBER.match(number) or (sep and not re.fullmatch(r"[1-5]", score_text)):
+            return turn.say(_("这个评价按钮无效。请点击通知里的评分按钮，或发送 /status 查看您的登记。"))
+        if sep:
+            return await self._rate_case(turn, number, int(score_text))
+        try:
+            case = await self._cases.case_of(turn.person.channel, turn.person.user_id, number)
+        except CaseNotFound:
+            return turn.say(_("没有找到您名下编号为 {number} 的登记。请检查编号，或发送 /status 查看您的全部登记。").format(
+                number=number))
+        if case.status != Status.CLOSED:
+            return turn.say(_("{number} 还没有办结，办结后才能评价。").format(number=case.number))
+        self._set_aside(turn.draft)
+        turn.draft.case_number, turn.draft.rating, turn.draft.step = case.number, None, Step.RATE
+        self._ask_rating(turn, case.number)
+
+    def _ask_rating(self, turn: _Turn, number: str) -> None:
+        _ = turn._
+        buttons = [Button(f"{score} · {_(label)}", f"rate:{number}:{score}") for score, label in RATING_LABELS.items()]
+        turn.say(_("您对 {number} 的处理结果满意吗？请选择 1 到 5 分（5 分最满意），也可以直接回复数字。").format(number=number),
+                 tuple(buttons[:3]), tuple(buttons[3:]), (Button(_("以后再说"), "rate_later"),))
+
+    async def _rate_case(self, turn: _Turn, number: str, score: int) -> None:
+        """Rate the person's own case; then the optional comment is asked. Refusals change nothing."""
+        _ = turn._
+        draft = turn.draft
+        asked = draft.step == Step.RATE
+        try:
+            case = await self._cases.case_of(turn.person.channel, turn.person.user_id, number)
+        except CaseNotFound:
+            turn.say(_("没有找到您名下编号为 {number} 的登记。请检查编号，或发送 /status 查看您的全部登记。").format(
+                number=number))
+            return self._resume(turn) if asked else None
+        try:
+            view = await self._cases.rate(case.id, Actor("complainant"), score)
+        except DomainError as exc:
+            if isinstance(exc, AlreadyRated):
+                turn.say(_("{number} 已经评价过了，每件登记只能评价一次。谢谢您！").format(number=case.number))
+            elif case.status != Status.CLOSED:
+                turn.say(_("{number} 还没有办结，办结后才能评价。").format(number=case.number))
+            else:
+                turn.say(_("{number} 目前不能评价。").format(number=case.number))
+            return self._resume(turn) if asked else None
+        self._set_aside(draft)
+        draft.case_number, draft.rating, draft.step = case.number, score, Step.RATE_COMMENT
+        thanks = _("感谢您的评价：{score} 分（{label}）。").format(score=score, label=_(RATING_LABELS[score]))
+        if view.status != Status.CLOSED:  # a low rating reopened the case
+            thanks += _("很抱歉没能让您满意，{number} 已重新打开，由消保分局复核。").format(number=case.number)
+            ask = _("可以直接发送一段文字，说说不满意的地方，复核时会参考；不需要请点“不用了”。")
+        else:
+            ask = _("如果愿意，可以直接发送一段文字，写下您的意见或建议；不需要请点“不用了”。")
+        turn.say(thanks + "\n" + ask, (Button(_("不用了"), "rate_skip"),))
+
+    async def _rate_comment(self, turn: _Turn, text: str) -> None:
+        _ = turn._
+        draft = turn.draft
+        if text.strip().rstrip("。.!！").lower() in _NO_COMMENT or draft.rating not in RATING_LABELS:
+            turn.say(_("好的，谢谢您的评价！"))
+            return self._resume(turn)
+        if not _has_words(text):
+            return turn.say(_("我没看到文字内容。请用文字写下您的意见，不需要留言请点“不用了”。"),
+                            (Button(_("不用了"), "rate_skip"),))
+        number = draft.case_number
+        try:
+            case = await self._cases.case_of(turn.person.channel, turn.person.user_id, number)
+            await self._cases.comment_on_rating(case.id, Actor("complainant"), text)
+        except DomainError:  # CaseNotFound too
+            turn.say(_("抱歉，留言没有保存成功；您的评分已经记录。"))
+        else:
+            turn.say(_("已收到您的留言，谢谢！我们会认真对待您的意见。"))
+        self._resume(turn)
 
     # -- small helpers ----------------------------------------------------------------------------
 
@@ -1029,6 +1156,16 @@ def _mask(phone: str | None) -> str:
 
 def _shorten(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _typed_score(text: str) -> int | None:
+    """A score typed as the answer to the rating question: 4, ４, 4分, 四分, 4星."""
+    plain = unicodedata.normalize("NFKC", text).strip().rstrip("。.!！")
+    match = re.fullmatch(r"([1-5一二两三四五])\s*(分|星)?", plain)
+    if match is None:
+        return None
+    digit = match.group(1)
+    return int(digit) if digit.isdigit() else _SCORE_WORDS[digit]
 
 
 def _plain_amount(text: str) -> int | None:

@@ -29,6 +29,8 @@ class Step(StrEnum):
     CONFIRM_CANCEL = "confirm_cancel"
     ADD_TO_CASE = "add_to_case"
     CONFIRM_WITHDRAW = "confirm_withdraw"
+    RATE = "rate"  # the satisfaction question about a closed case is open (a typed 1-5 answers it)
+    RATE_COMMENT = "rate_comment"  # rated; one optional text message is the comment
 
 
 @dataclass
@@ -53,7 +55,8 @@ class Draft:
     consent: bool = False
     history: list[str] = field(default_factory=list)
     resume_step: str | None = None  # where to return after a cancel is not confirmed
-    case_number: str | None = None  # the case an addition or withdrawal is about
+    case_number: str | None = None  # the case an addition, withdrawal or rating is about
+    rating: int | None = None  # the score just given, while the optional comment is asked
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

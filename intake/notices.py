@@ -54,17 +54,18 @@ class Recipient:
 
 
 def complainant_recipient(case: Case, person: Complainant | None) -> Recipient | None:
-    """Where the person who wrote is told; None for an anonymous informant (never contacted, so a
-    notice cannot reveal them) or a case nobody filed in person."""
+    """Where the person who wrote is told. An API case's originating system is told of every step
+    (it knows its own caller); otherwise an anonymous informant is never contacted (a notice could
+    reveal them), nor is anyone for a case nobody filed in person."""
+    language = (person.language if person is not None else None) or "zh"
+    if case.callback_url:
+        return Recipient(Channel.CALLBACK, case.callback_url, language)
     if case.anonymous or person is None:
         return None
-    language = person.language or "zh"
     if person.channel == "telegram" and person.channel_user_id:
         return Recipient(Channel.TELEGRAM, person.channel_user_id, language)
     if person.channel == "web":  # the case's status page: one inbox per case
         return Recipient(Channel.WEB, case.number, language)
-    if case.callback_url:
-        return Recipient(Channel.CALLBACK, case.callback_url, language)
     return Recipient(Channel.NONE, None, language)
 
 

@@ -15,8 +15,9 @@ from bot.callbacks import Choice
 from bot.conversation import converse, load_draft
 from intake.conversation import ConversationEngine, Inbound
 
-# buttons about a stored case stay valid after the conversation moved on
-CASE_ACTIONS = ("case", "add", "withdraw")
+# buttons about a stored case stay valid after the conversation moved on (they also come on notices,
+# which carry rev 0): look at a case, add to it, withdraw it, rate it ("rate:<number>:<1-5>")
+CASE_ACTIONS = ("case", "add", "withdraw", "rate")
 
 
 async def press_button(query: CallbackQuery, callback_data: Choice, bot: Bot, state: FSMContext,

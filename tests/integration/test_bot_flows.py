@@ -109,6 +109,7 @@ def receipt(number: str, *lines: str) -> str:
 @contextlib.asynccontextmanager
 async def polling(container, fake: FakeTelegram) -> AsyncIterator[TelegramChannel]:
     """A TelegramChannel (its own Bot and Dispatcher) long-polling the fake until the block ends."""
+    await asyncio.to_thread(container.nlu.warm_up)  # as `serve` does before the first update
     bot = fake.make_bot()
     channel = TelegramChannel(container, bot=bot)
     task = asyncio.create_task(channel.dispatcher.start_polling(bot, handle_signals=False, close_bot_session=False,
@@ -789,3 +790,93 @@ async def test_status_case_and_withdraw(fake, channel, alice, container):
     _, shown = await alice.press_data(open_case, message_id=status_message)
     assert shown == ["LW-2026-000001\n问题类别：产品质量违法\n状态：已关闭\n承办单位：永中市场监督管理所"]
     assert fake.calls("sendMessage")[-1].params.get("reply_markup") is None
+
+
+# -- the satisfaction survey ------------------------------------------------------------------------------
+# The notifier sends the survey with buttons whose callback data is Choice(uid=<the person>, rev=0,
+# value="rate:<number>:<1-5>") (bot/keyboards.py); a press goes through the same handler as any button.
+
+def survey_button(user_id: int, value: str) -> str:
+    from bot.callbacks import Choice
+
+    return Choice(uid=user_id, rev=0, value=value).pack()
+
+
+async def closed_case_of(container, someone: Person) -> CaseView:
+    view = await container.cases.create(NewCase(
+        kind=Kind.COMPLAINT, category="product_quality", description="直播间买的羊绒衫是假货，要求退款", channel="telegram",
+        complainant=ComplainantInfo(channel_user_id=str(someone.user.id), name="张三", phone="13812345678"),
+        merchant=MerchantLocation(True, "永中街道", None)), Actor("complainant"))
+    staff = Actor.system()
+    await container.cases.accept(view.id, staff)
+    await container.cases.resolve(view.id, staff, "mediated", "经调解，商家同意退款。")
+    await container.cases.close(view.id, staff)
+    return view
+
+
+async def test_rating_from_the_survey_buttons(fake, channel, alice, bob, container):
+    view = await closed_case_of(container, alice)
+    number = view.number
+    await reach_merchant_step(alice)  # an unfinished report: its rev is past the notice's rev 0
+
+    press, replies = await alice.press_data(survey_button(alice.user.id, f"rate:{number}:4"))
+    assert replies == [f"感谢您的评价：4 分（满意）。\n"
+                       "如果愿意，可以直接发送一段文字，写下您的意见或建议；不需要请点“不用了”。"]
+    assert alice.answer_to(press).params.get("text") is None  # the spinner stops, no alert
+    assert list(alice.last_buttons()) == ["不用了"]
+    assert await alice.send("调解很及时，谢谢", expect=2) == ["已收到您的留言，谢谢！我们会认真对待您的意见。", MERCHANT_Q]
+    (case,) = await stored_cases(container)
+    assert (case.row.satisfaction, case.row.satisfaction_comment, case.row.status) == (4, "调解很及时，谢谢", "closed")
+    assert await alice.press("在龙湾区") == [STREET_Q]  # the report goes on where it was
+
+    # the same survey button again: refused, nothing changed
+    _, again = await alice.press_data(survey_button(alice.user.id, f"rate:{number}:1"))
+    assert again == [f"{number} 已经评价过了，每件登记只能评价一次。谢谢您！"]
+
+    # Bob presses a button of Alice's survey: not his
+    foreign, _ = await bob.press_data(survey_button(alice.user.id, f"rate:{number}:1"), expect=0)
+    await bob.handled(foreign)
+    answer = bob.answer_to(foreign).params
+    assert (answer.get("text"), answer.get("show_alert")) == (BUTTON_NOT_YOURS, True)
+    # a button made out for Bob about Alice's case, and forged values: refused politely
+    _, replies = await bob.press_data(survey_button(bob.user.id, f"rate:{number}:1"))
+    assert replies == [f"没有找到您名下编号为 {number} 的登记。请检查编号，或发送 /status 查看您的全部登记。"]
+    for value in (f"rate:{number}:9", "rate:XYZ:9", f"rate:{number}:abc"):
+        _, replies = await bob.press_data(survey_button(bob.user.id, value))
+        assert replies == ["这个评价按钮无效。请点击通知里的评分按钮，或发送 /status 查看您的登记。"], value
+    (case,) = await stored_cases(container)
+    assert (case.row.satisfaction, case.row.status) == (4, "closed")
+    assert await bob.draft() is None
+
+
+async def test_low_rating_from_the_survey_reopens_and_the_comment_can_be_skipped(fake, channel, alice, container):
+    view = await closed_case_of(container, alice)
+    _, replies = await alice.press_data(survey_button(alice.user.id, f"rate:{view.number}:2"))
+    assert replies == [f"感谢您的评价：2 分（不满意）。很抱歉没能让您满意，{view.number} 已重新打开，由消保分局复核。\n"
+                       "可以直接发送一段文字，说说不满意的地方，复核时会参考；不需要请点“不用了”。"]
+    assert await alice.press("不用了") == ["好的，谢谢您的评价！"]
+    (case,) = await stored_cases(container)
+    assert (case.row.satisfaction, case.row.satisfaction_comment, case.row.status) == (2, None, "in_progress")
+    assert await alice.draft() is None
+
+
+async def test_answering_an_information_request_from_its_notice(fake, channel, alice, container):
+    view = await container.cases.create(NewCase(
+        kind=Kind.COMPLAINT, category="product_quality", description="直播间买的羊绒衫是假货，要求退款", channel="telegram",
+        complainant=ComplainantInfo(channel_user_id=str(alice.user.id), name="张三", phone="13812345678"),
+        merchant=MerchantLocation(True, "永中街道", None)), Actor("complainant"))
+    await container.cases.accept(view.id, Actor.system())
+    await container.cases.request_information(view.id, Actor.system(), "请提供付款截图")
+    await reach_merchant_step(alice)
+    # the notice's "补充材料" button: Choice(uid, rev=0, "add:<number>")
+    _, replies = await alice.press_data(survey_button(alice.user.id, f"add:{view.number}"))
+    assert replies == [f"请发送要补充的文字、截图或视频，我会附到 {view.number} 中。"]
+    assert await alice.send("付款截图稍后补上，订单号 DY2026111500123") == [
+        f"已附到 {view.number}。还可以继续发送，完成后点“补充完毕”。"]
+    assert await alice.send(photo=png(4), expect=1) == [f"已附到 {view.number}。还可以继续发送，完成后点“补充完毕”。"]
+    assert await alice.press("补充完毕", expect=2) == ["好的。有新情况随时告诉我。", MERCHANT_Q]  # back to the report
+    async with container.uow() as uow:
+        messages = [(m.direction, m.body) for m in await uow.cases.messages(view.id)]
+        evidence = [(e.sha256, e.source) for e in await uow.cases.evidence(view.id)]
+    assert messages[-1] == ("in", "付款截图稍后补上，订单号 DY2026111500123")
+    assert evidence == [(sha(png(4)), "telegram")]

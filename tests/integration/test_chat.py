@@ -11,8 +11,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import re
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 
 import pytest
@@ -20,7 +22,9 @@ from aiohttp import FormData
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import func, select
 
-from db.models import Case, CaseEvent, Complainant, Evidence, InboxUpdate
+from db.models import Case, CaseEvent, Complainant, Evidence, InboxUpdate, OutboxMessage
+from intake.cases import NewCase
+from nlu.taxonomy import Kind
 from qinglang.bootstrap import build_container
 from web.app import create_app
 from web.chat.codes import code_hash, normalise_code
@@ -65,6 +69,9 @@ class Page:
     receipt: dict[str, str] = field(default_factory=dict)  # dt -> dd of the receipt panel
     details: dict[str, str] = field(default_factory=dict)  # dt -> dd of the status page
     errors: list[str] = field(default_factory=list)
+    notices: list[tuple[str, str]] = field(default_factory=list)  # (when, text) of the status page's notices
+    thread: list[tuple[str, str]] = field(default_factory=list)  # (mine|theirs, text) of its messages
+    done: list[str] = field(default_factory=list)  # the one-time confirmation after a status page post
 
     def form(self, action: str, *, with_buttons: bool = False) -> Form:
         return next(f for f in self.forms if f.action == action and bool(f.buttons) == with_buttons)
@@ -87,12 +94,24 @@ class _Parser(HTMLParser):
         self._key = ""
         self._error: list[str] | None = None
         self._section = ""
+        self._item = ""  # notice | mine | theirs: the status page's list item being read
+        self._when: list[str] | None = None
+        self._item_when = ""
+        self._done: list[str] | None = None
 
     def handle_starttag(self, tag, attrs):
         a = dict(attrs)
         classes = (a.get("class") or "").split()
         if tag == "li" and "msg" in classes:
             self._who = "me" if "me" in classes else "bot"
+        elif tag == "li" and {"notice", "mine", "theirs"} & set(classes):
+            self._item = next(c for c in classes if c in ("notice", "mine", "theirs"))
+        elif tag == "span" and "when" in classes and self._item:
+            self._when = []
+        elif tag == "p" and self._item and ({"body", "text"} & set(classes)):
+            self._text = []
+        elif tag == "p" and "done" in classes:
+            self._done = []
         elif tag == "p" and "text" in classes and self._who:
             self._text = []
         elif tag == "form":
@@ -113,7 +132,19 @@ class _Parser(HTMLParser):
             self._error = []
 
     def handle_endtag(self, tag):
-        if tag == "p" and self._text is not None:
+        if tag == "p" and self._text is not None and self._item:
+            text = "".join(self._text)
+            if self._item == "notice":
+                self.page.notices.append((self._item_when, text))
+            else:
+                self.page.thread.append((self._item, text))
+            self._text, self._item = None, ""
+        elif tag == "span" and self._when is not None:
+            self._item_when, self._when = "".join(self._when).strip(), None
+        elif tag == "p" and self._done is not None:
+            self.page.done.append("".join(self._done).strip())
+            self._done = None
+        elif tag == "p" and self._text is not None:
             self.page.messages.append((self._who, "".join(self._text)))
             self._text, self._who = None, ""
         elif tag == "button" and self._button is not None:
@@ -133,7 +164,7 @@ class _Parser(HTMLParser):
             self._error = None
 
     def handle_data(self, data):
-        for sink in (self._text, self._dt, self._dd, self._error):
+        for sink in (self._text, self._dt, self._dd, self._error, self._when, self._done):
             if sink is not None:
                 sink.append(data)
         if self._button is not None:
@@ -565,3 +596,268 @@ async def test_the_citizens_words_and_file_names_are_escaped(citizen, container)
     assert "&#34;&gt;&lt;img src=x onerror=alert(2)&gt;.png" in html
     assert ("me", "我在直播间买的口红是假货 " + payload) in citizen.page.messages
     assert any(who == "me" and text.startswith("📎 " + name) for who, text in citizen.page.messages)
+
+
+# -- the status page: notices, answering an information request, rating -----------------------------
+
+NOW = datetime(2026, 11, 16, 2, 0, tzinfo=UTC)  # the `clock` fixture: 10:00 in Shanghai
+LOOK_UP_FIRST = "请先输入编号和查询码查询（查询 30 分钟后需要重新输入）。"
+PICK_A_SCORE = "请选择 1 到 5 分。"
+
+
+async def looked_up(citizen: Citizen, container) -> tuple[str, int]:
+    """A complaint submitted in the chat and looked up on the status page: (number, case id)."""
+    number, code = await submitted(citizen)
+    page = await citizen.status(number, code)
+    assert page.details["状态"] == "已接收"
+    async with container.uow() as uow:
+        case = await uow.cases.by_number(number)
+    return number, case.id
+
+
+async def add_notice(container, case_id: int, body: str, sent_at: datetime | None, *, channel: str = "web",
+                     status: str = "sent") -> None:
+    """An outbox row as the notifier leaves it once delivered (web: written to the status page)."""
+    async with container.uow() as uow:
+        uow.session.add(OutboxMessage(
+            idempotency_key=f"test:{uuid.uuid4().hex}", case_id=case_id, channel=channel,
+            recipient="1001" if channel == "telegram" else None, template="staff_message", payload={},
+            status=status, attempts=1, next_attempt_at=NOW, created_at=NOW, sent_at=sent_at, body=body))
+        await uow.commit()
+
+
+async def stored_case(container, case_id: int) -> Case:
+    async with container.uow() as uow:
+        return await uow.session.get(Case, case_id)
+
+
+async def case_messages(container, case_id: int) -> list[tuple[str, str, bool]]:
+    async with container.uow() as uow:
+        return [(m.direction, m.body, m.info_request) for m in await uow.cases.messages(case_id)]
+
+
+async def closed(container, case_id: int) -> None:
+    staff = _staff()
+    await container.cases.accept(case_id, staff)
+    await container.cases.resolve(case_id, staff, "mediated", "经调解，商家同意退款399元。")
+    await container.cases.close(case_id, staff)
+
+
+def answer_form(page: Page | Form, fields: dict | None = None, *, text: str = "",
+                file: tuple[bytes, str] | None = None) -> FormData:
+    """The answer form's fields (of a page, or of a form kept from an earlier page), as a browser sends them."""
+    form = page if isinstance(page, Form) else page.form("/chat/status/answer")
+    data = FormData(quote_fields=False)
+    for key, value in {**form.fields, **(fields or {})}.items():
+        if value is not None:
+            data.add_field(key, value)
+    data.add_field("text", text)
+    if file is not None:
+        data.add_field("file", file[0], filename=file[1], content_type="application/octet-stream")
+    else:
+        data.add_field("file", b"", filename="", content_type="application/octet-stream")
+    return data
+
+
+async def test_status_page_lists_the_delivered_notices(citizen, container):
+    number, case_id = await looked_up(citizen, container)
+    other = await container.cases.create(NewCase(kind=Kind.TIPOFF, category="price", description="另一件举报：虚构原价",
+                                                 channel="web", anonymous=True))
+    # written out of order: the page orders them by the time they were delivered
+    await add_notice(container, case_id, f"{number}：承办人员给您留言：\n<b>请</b>保留<script>alert(1)</script>小票",
+                     NOW + timedelta(minutes=30))
+    await add_notice(container, case_id, f"{number}：已受理，由永中市场监督管理所办理。", NOW + timedelta(minutes=5))
+    await add_notice(container, case_id, "还没有送出的通知", None, status="pending")
+    await add_notice(container, case_id, "发到 Telegram 的通知", NOW, channel="telegram")
+    await add_notice(container, other.id, "别人的通知", NOW)
+
+    page = await citizen.open(f"/chat/status?case={number}")
+    assert page.notices == [
+        ("2026年11月16日 10:05", f"{number}：已受理，由永中市场监督管理所办理。"),
+        ("2026年11月16日 10:30", f"{number}：承办人员给您留言：\n<b>请</b>保留<script>alert(1)</script>小票"),
+    ]
+    assert "&lt;b&gt;请&lt;/b&gt;保留&lt;script&gt;alert(1)&lt;/script&gt;小票" in page.html
+    assert "<script>alert(1)" not in page.html and "<b>请" not in page.html
+    for hidden in ("还没有送出的通知", "发到 Telegram 的通知", "别人的通知"):
+        assert hidden not in page.html
+    # the page of a case this cookie did not look up stays closed, as does any page for another browser
+    assert (await citizen.open(f"/chat/status?case={other.number}")).notices == []
+    stranger = Citizen(citizen.client)
+    citizen.client.session.cookie_jar.clear()
+    page = await stranger.open(f"/chat/status?case={number}")
+    assert page.details == {} and page.notices == [] and "已受理" not in page.html
+
+
+async def test_status_page_shows_the_staffs_messages_and_replies(citizen, container):
+    number, case_id = await looked_up(citizen, container)
+    staff = _staff()
+    await container.cases.accept(case_id, staff)
+    await container.cases.message(case_id, staff, "我们已联系商家，请耐心等待。")
+    await container.cases.request_information(case_id, staff, "请提供付款截图和<i>订单号</i>")
+    page = await citizen.open(f"/chat/status?case={number}")
+    assert page.thread == [("theirs", "我们已联系商家，请耐心等待。"), ("theirs", "请提供付款截图和<i>订单号</i>")]
+    assert "需要补充" in page.html and "&lt;i&gt;订单号&lt;/i&gt;" in page.html and "<i>订单号" not in page.html
+    assert "承办人员请您补充：" in page.html
+    assert page.form("/chat/status/answer").fields.keys() == {"csrf_token", "number", "form_id"}
+    assert not [f for f in page.forms if f.action == "/chat/status/rate"]  # not closed: nothing to rate
+
+
+async def test_answering_an_information_request_with_words_and_a_file(citizen, container):
+    number, case_id = await looked_up(citizen, container)
+    await container.cases.accept(case_id, _staff())
+    await container.cases.request_information(case_id, _staff(), "请提供付款截图")
+    page = await citizen.open(f"/chat/status?case={number}")
+    photo = png(7)
+    words = "付款截图见附件 <script>alert(2)</script>"
+    data = answer_form(page, text=words, file=(photo, "付款截图.png"))
+    await citizen.post(page.form("/chat/status/answer"), data)
+    assert citizen.page.done == [f"已收到您的补充，已附到 {number}，承办人员会看到。"]
+    assert ("mine", words) in citizen.page.thread
+    assert "&lt;script&gt;alert(2)&lt;/script&gt;" in citizen.page.html and "<script>alert(2)" not in citizen.page.html
+    assert "承办人员请您补充：" not in citizen.page.html  # answered
+    assert (await case_messages(container, case_id))[-1] == ("in", words, False)
+    async with container.uow() as uow:
+        evidence = [(e.sha256, e.mime, e.original_name, e.source) for e in await uow.cases.evidence(case_id)]
+        events = [e.action for e in await uow.cases.events(case_id)]
+    assert evidence == [(sha(photo), "image/png", "付款截图.png", "web")]
+    assert events.count("complainant_addition") == 1
+    assert (await citizen.open(f"/chat/status?case={number}")).done == []  # the confirmation is shown once
+
+    # the same form posted again (a double click, a reload): added once
+    await citizen.post(page.form("/chat/status/answer"), answer_form(page, text=words))
+    assert [m for m in await case_messages(container, case_id) if m[0] == "in"] == [("in", words, False)]
+    # a file alone, and words alone, from fresh pages
+    page = await citizen.open(f"/chat/status?case={number}")
+    await citizen.post(page.form("/chat/status/answer"), answer_form(page, file=(png(8), "b.png")))
+    page = await citizen.open(f"/chat/status?case={number}")
+    await citizen.post(page.form("/chat/status/answer"), answer_form(page, text="还有一句"))
+    async with container.uow() as uow:
+        assert len(await uow.cases.evidence(case_id)) == 2
+    assert [m[1] for m in await case_messages(container, case_id) if m[0] == "in"] == [words, "还有一句"]
+
+
+async def test_answer_form_refuses_empty_forged_and_closed(citizen, container):
+    number, case_id = await looked_up(citizen, container)
+    page = await citizen.open(f"/chat/status?case={number}")
+    form = page.form("/chat/status/answer")
+    await citizen.post(form, answer_form(page, text="   "), expect=400)
+    assert citizen.page.errors == ["请填写要补充的内容，或选择一个文件。"]
+    await citizen.post(form, answer_form(page, text="一段话", file=(ELF, "invoice.pdf")), expect=400)
+    assert citizen.page.errors[0].startswith("不支持的文件类型")
+    await citizen.post(form, answer_form(page, text="长" * 4097, file=(png(9), "a.png")), expect=400)
+    assert citizen.page.errors == ["内容太长了，请控制在 4096 字以内，或分几次发送。"]
+    assert stored_files(container) == []
+    # no token, a wrong token, another site
+    for fields, headers in (({"csrf_token": None}, {}), ({"csrf_token": "0" * 64}, {}),
+                            ({}, {"Origin": "https://evil.example"})):
+        await citizen.post(form, answer_form(page, fields, text="伪造"), headers=headers, expect=403)
+    # a case number this cookie was not granted
+    other = await container.cases.create(NewCase(kind=Kind.TIPOFF, category="price", description="另一件举报：虚构原价",
+                                                 channel="web", anonymous=True))
+    await citizen.post(form, answer_form(page, {"number": other.number}, text="伪造"), expect=403)
+    assert citizen.page.errors == [LOOK_UP_FIRST]
+    assert await case_messages(container, case_id) == [] and await case_messages(container, other.id) == []
+    # a closed case offers no form, and a post for it is refused
+    await closed(container, case_id)
+    page = await citizen.open(f"/chat/status?case={number}")
+    assert not [f for f in page.forms if f.action == "/chat/status/answer"]
+    await citizen.post(form, answer_form(form, {"form_id": "fresh-form-id-1"}, text="还能补充吗"), expect=409)
+    assert citizen.page.errors == ["本件已经办结，不能再补充材料。如有新的问题，请在线登记。"]
+    assert [m for m in await case_messages(container, case_id) if m[0] == "in"] == []
+
+
+async def test_rating_on_the_status_page(citizen, container):
+    number, case_id = await looked_up(citizen, container)
+    await closed(container, case_id)
+    page = await citizen.open(f"/chat/status?case={number}")
+    assert page.details["状态"] == "已关闭"
+    form = page.form("/chat/status/rate")
+    assert form.fields.keys() == {"csrf_token", "number", "form_id"}
+    assert [f"{n} · " in page.html for n in range(1, 6)] == [True] * 5
+    await citizen.post(form, {**form.fields, "score": "4", "comment": "处理及时 <b>谢谢</b>"})
+    assert citizen.page.done == ["感谢您的评价！"]
+    assert citizen.page.details["您的评价"] == "4 分（满意）"
+    assert not [f for f in citizen.page.forms if f.action == "/chat/status/rate"]  # rated: no form any more
+    case = await stored_case(container, case_id)
+    assert (case.satisfaction, case.satisfaction_comment, case.rated_at, case.status) == (
+        4, "处理及时 <b>谢谢</b>", NOW, "closed")
+
+    # the same form again does nothing; an older copy of the page with another score is refused
+    await citizen.post(form, {**form.fields, "score": "1"})
+    await citizen.post(form, {**form.fields, "form_id": "another-form-id", "score": "1"}, expect=409)
+    assert citizen.page.errors == ["您已经评价过了，每件登记只能评价一次。谢谢！"]
+    case = await stored_case(container, case_id)
+    assert (case.satisfaction, case.status) == (4, "closed")
+
+
+async def test_a_low_rating_on_the_status_page_reopens_the_case(citizen, container):
+    number, case_id = await looked_up(citizen, container)
+    await closed(container, case_id)
+    page = await citizen.open(f"/chat/status?case={number}")
+    form = page.form("/chat/status/rate")
+    await citizen.post(form, {**form.fields, "score": "1"})
+    assert citizen.page.done == ["感谢您的评价！很抱歉没能让您满意，我们已重新打开本件，由消保分局复核。"]
+    assert citizen.page.details["状态"] == "办理中"
+    assert citizen.page.form("/chat/status/answer")  # open again: more can be added
+    case = await stored_case(container, case_id)
+    assert (case.satisfaction, case.satisfaction_comment, case.status, case.closed_at) == (1, None, "in_progress", None)
+
+
+async def test_bad_ratings_are_refused_and_change_nothing(citizen, container, clock):
+    number, case_id = await looked_up(citizen, container)
+    page = await citizen.open(f"/chat/status?case={number}")
+    open_form = Form("/chat/status/rate", {k: v for k, v in page.form("/chat/status/answer").fields.items()})
+    # not closed yet: no rating form, and a forged post is refused
+    assert not [f for f in page.forms if f.action == "/chat/status/rate"]
+    await citizen.post(open_form, {**open_form.fields, "score": "5"}, expect=409)
+    assert citizen.page.errors == ["本件还没有办结，办结后才能评价。"]
+
+    await closed(container, case_id)
+    page = await citizen.open(f"/chat/status?case={number}")
+    form = page.form("/chat/status/rate")
+    for score in ("0", "6", "abc", "", "4.5", "-1", "５"):
+        await citizen.post(form, {**form.fields, "score": score}, expect=400)
+        assert citizen.page.errors == [PICK_A_SCORE], score
+    await citizen.post(form, {k: v for k, v in form.fields.items()}, expect=400)  # no score at all
+    await citizen.post(form, {**form.fields, "score": "3", "comment": "长" * 4097}, expect=400)
+    assert citizen.page.errors == ["留言太长了，请控制在 4096 字以内。"]
+    # no token, a wrong token, another site
+    for data, headers in (({k: v for k, v in form.fields.items() if k != "csrf_token"}, {}),
+                          ({**form.fields, "csrf_token": "0" * 64}, {}),
+                          (form.fields, {"Origin": "https://evil.example"})):
+        await citizen.post(form, {**data, "score": "1"}, headers=headers, expect=403)
+    # a browser that typed a wrong access code holds no grant: its post is refused
+    citizen.client.session.cookie_jar.clear()
+    guesser = Citizen(citizen.client)
+    assert (await guesser.status(number, "AAAAA-AAAAA")).errors == [NOT_FOUND]
+    lookup = guesser.page.form("/chat/status")
+    await guesser.post(form, {**form.fields, "csrf_token": lookup.fields["csrf_token"], "score": "1"}, expect=403)
+    assert guesser.page.errors == [LOOK_UP_FIRST]
+    case = await stored_case(container, case_id)
+    assert (case.satisfaction, case.rated_at, case.status) == (None, None, "closed")
+
+
+async def test_a_grant_expires_and_posts_are_limited(citizen, container, clock):
+    number, case_id = await looked_up(citizen, container)
+    await closed(container, case_id)
+    page = await citizen.open(f"/chat/status?case={number}")
+    form = page.form("/chat/status/rate")
+    # half an hour after the look-up the page needs the code again
+    clock.advance(minutes=30, seconds=1)
+    assert (await citizen.open(f"/chat/status?case={number}")).details == {}
+    await citizen.post(form, {**form.fields, "score": "5"}, expect=403)
+    assert citizen.page.errors == [LOOK_UP_FIRST]
+    # after a new look-up: at most 20 posts in ten minutes
+    page = await citizen.status(number, await _new_code(container, case_id))
+    form = page.form("/chat/status/rate")
+    for _ in range(20):
+        await citizen.post(form, {**form.fields, "score": "9"}, expect=400)
+    await citizen.post(form, {**form.fields, "score": "5"}, expect=429)
+    assert citizen.page.errors == ["操作太频繁，请稍后再试。"]
+    assert (await stored_case(container, case_id)).satisfaction is None
+
+
+async def _new_code(container, case_id: int) -> str:
+    from web.chat.codes import AccessCodes, shown
+
+    return shown(await AccessCodes(container.uow, container.clock).issue(case_id))

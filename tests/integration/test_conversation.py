@@ -1271,3 +1271,289 @@ async def test_two_people_interleaved_do_not_mix(container, chat):
     assert b.button_values == [f"case:{case_b.number}"]
     await a.command("case", case_b.number)
     assert a.texts == [not_found(case_b.number)]
+
+
+# == 11. the satisfaction survey (回访) ==================================================================
+# The survey notice (intake/notice_templates.py) carries buttons "rate:<number>:<1-5>"; a press lands here.
+
+def rated(score: int, label: str) -> str:
+    return (f"感谢您的评价：{score} 分（{label}）。\n"
+            "如果愿意，可以直接发送一段文字，写下您的意见或建议；不需要请点“不用了”。")
+
+
+def rated_low(number: str, score: int, label: str) -> str:
+    return (f"感谢您的评价：{score} 分（{label}）。很抱歉没能让您满意，{number} 已重新打开，由消保分局复核。\n"
+            "可以直接发送一段文字，说说不满意的地方，复核时会参考；不需要请点“不用了”。")
+
+
+COMMENT_THANKS = "已收到您的留言，谢谢！我们会认真对待您的意见。"
+SKIP_THANKS = "好的，谢谢您的评价！"
+INVALID_RATING = "这个评价按钮无效。请点击通知里的评分按钮，或发送 /status 查看您的登记。"
+
+
+def already_rated(number: str) -> str:
+    return f"{number} 已经评价过了，每件登记只能评价一次。谢谢您！"
+
+
+def not_closed(number: str) -> str:
+    return f"{number} 还没有办结，办结后才能评价。"
+
+
+async def closed_case(container, c: ChatDriver, staff: Actor, **kwargs) -> str:
+    """A complaint filed by `c`, accepted, answered and closed by staff."""
+    number = await file_complaint(c, **kwargs)
+    case_id = c.cases[-1].id
+    await container.cases.accept(case_id, staff)
+    await container.cases.resolve(case_id, staff, "mediated", "经调解，商家同意退款399元。")
+    await container.cases.close(case_id, staff)
+    return number
+
+
+async def events_of(container, number: str) -> list[str]:
+    async with container.uow() as uow:
+        case = await uow.cases.by_number(number)
+        return [e.action for e in await uow.cases.events(case.id)]
+
+
+async def test_rating_with_a_comment(container, chat, staff):
+    c = chat()
+    number = await closed_case(container, c, staff)
+    await c.press(f"rate:{number}:4")
+    assert c.texts == [rated(4, "满意")]
+    assert c.buttons == [["rate_skip"]]
+    assert (c.step, c.draft.case_number, c.draft.rating) == (Step.RATE_COMMENT, number, 4)
+    case = await stored(container, number)
+    assert (case.satisfaction, case.satisfaction_comment, case.rated_at) == (4, None, NOW)
+    assert case.status == Status.CLOSED and case.survey_due_on is None
+
+    await c.send("处理很及时，<b>谢谢</b>！")
+    assert c.texts == [COMMENT_THANKS]
+    assert c.draft is None  # nothing left to keep
+    case = await stored(container, number)
+    assert (case.satisfaction, case.satisfaction_comment, case.status) == (4, "处理很及时，<b>谢谢</b>！", Status.CLOSED)
+    assert (await events_of(container, number))[-2:] == ["rate", "rating_comment"]  # the score, then the comment
+
+
+@pytest.mark.parametrize("how", ["button", "typed"])
+async def test_rating_without_a_comment(container, chat, staff, how):
+    c = chat()
+    number = await closed_case(container, c, staff)
+    await c.press(f"rate:{number}:5")
+    assert c.texts == [rated(5, "很满意")]
+    if how == "button":
+        await c.press("rate_skip")
+    else:
+        await c.send("不用了")
+    assert c.texts == [SKIP_THANKS]
+    assert c.draft is None
+    case = await stored(container, number)
+    assert (case.satisfaction, case.satisfaction_comment, case.status) == (5, None, Status.CLOSED)
+    await c.press("rate_skip")  # the button again, once the question is gone: nothing happens to the case
+    assert (await stored(container, number)).satisfaction == 5
+
+
+async def test_low_rating_reopens_the_case_for_review(container, chat, staff):
+    c = chat()
+    number = await closed_case(container, c, staff)
+    await c.press(f"rate:{number}:1")
+    assert c.texts == [rated_low(number, 1, "很不满意")]
+    case = await stored(container, number)
+    assert (case.satisfaction, case.status, case.closed_at) == (1, Status.IN_PROGRESS, None)
+    await c.send("商家至今没有退款")
+    assert c.texts == [COMMENT_THANKS]
+    case = await stored(container, number)
+    assert (case.satisfaction, case.satisfaction_comment, case.status) == (1, "商家至今没有退款", Status.IN_PROGRESS)
+    assert (await events_of(container, number))[-3:] == ["rate", "reopen", "rating_comment"]
+
+    # the reopened case is rated already: another press is refused as such (not as "not closed")
+    await c.press(f"rate:{number}:5")
+    assert c.texts == [already_rated(number)]
+    assert (await stored(container, number)).satisfaction == 1
+
+
+async def test_a_second_rating_is_refused_and_changes_nothing(container, chat, staff):
+    c = chat()
+    number = await closed_case(container, c, staff)
+    await c.press(f"rate:{number}:4")
+    await c.press("rate_skip")
+    before = await stored(container, number)
+    for score in (1, 4):
+        await c.press(f"rate:{number}:{score}")
+        assert c.texts == [already_rated(number)] and c.buttons == []
+        assert c.draft is None
+    after = await stored(container, number)
+    assert (after.satisfaction, after.rated_at, after.status) == (before.satisfaction, before.rated_at, Status.CLOSED)
+
+
+async def test_an_open_case_cannot_be_rated(container, chat):
+    c = chat()
+    number = await file_complaint(c)
+    await c.press(f"rate:{number}:5")
+    assert c.texts == [not_closed(number)]
+    assert c.draft is None
+    assert (await stored(container, number)).satisfaction is None
+
+
+@pytest.mark.parametrize("value", [
+    "rate:XYZ:9", "rate:{n}:9", "rate:{n}:0", "rate:{n}:6", "rate:{n}:abc", "rate:{n}:", "rate:{n}:4:5",
+    "rate:{n}:-1", "rate:", "rate:{n}:４", "rate:<script>:3",
+])
+async def test_forged_rating_values_are_refused(container, chat, staff, value):
+    c = chat()
+    number = await closed_case(container, c, staff)
+    await c.send(PLAIN)  # an unfinished draft stays as it was
+    draft_before = c.draft.to_dict()
+    await c.press(value.format(n=number))
+    assert c.texts == [INVALID_RATING]
+    assert c.draft.to_dict() == draft_before
+    case = await stored(container, number)
+    assert (case.satisfaction, case.status) == (None, Status.CLOSED)
+
+
+async def test_someone_elses_case_cannot_be_rated(container, chat, staff):
+    owner, other = chat("42"), chat("43")
+    number = await closed_case(container, owner, staff)
+    await other.press(f"rate:{number}:1")
+    assert other.texts == [not_found(number)]
+    await other.press("rate:LW-2026-999999:1")  # reads the same as a number nobody has
+    assert other.texts == [not_found("LW-2026-999999")]
+    await other.press(f"rate:{number}")
+    assert other.texts == [not_found(number)]
+    assert other.draft is None
+    case = await stored(container, number)
+    assert (case.satisfaction, case.status) == (None, Status.CLOSED)
+    # the owner still can
+    await owner.press(f"rate:{number}:3")
+    assert owner.texts == [rated(3, "一般")]
+
+
+async def test_rating_in_the_middle_of_a_draft_returns_to_it(container, chat, staff):
+    c = chat()
+    number = await closed_case(container, c, staff)
+    await c.send(RICH)
+    await c.press("ok")
+    assert c.texts == [ASK_ORDER]
+    await c.press(f"rate:{number}:4")
+    assert c.texts == [rated(4, "满意")]
+    await c.send("DD2026111500999")  # meant for the draft, but the comment was asked: it is the comment
+    assert c.texts == [COMMENT_THANKS, ASK_ORDER]
+    assert c.step == Step.ORDER_NUMBER and c.draft.description == RICH
+    await c.send("DD2026111500999")
+    assert c.texts == [ASK_MERCHANT]
+
+    # skipping the comment returns to the draft too
+    other = await closed_case(container, chat("44"), staff, name="李四", phone="13900000000")
+    assert other != number
+    d = chat("44")
+    await d.send(PLAIN)
+    await d.press(f"rate:{other}:5")
+    await d.press("rate_skip")
+    assert d.texts[0] == SKIP_THANKS and d.step == Step.CONFIRM_CATEGORY
+
+
+async def test_the_rating_question_answered_with_a_typed_number(container, chat, staff):
+    c = chat()
+    number = await closed_case(container, c, staff)
+    await c.press(f"rate:{number}")  # without a score: the question is asked
+    assert c.texts == [f"您对 {number} 的处理结果满意吗？请选择 1 到 5 分（5 分最满意），也可以直接回复数字。"]
+    assert c.buttons == [[f"rate:{number}:1", f"rate:{number}:2", f"rate:{number}:3"],
+                         [f"rate:{number}:4", f"rate:{number}:5"], ["rate_later"]]
+    assert c.labels[0][0] == "1 · 很不满意" and c.labels[1][1] == "5 · 很满意"
+    assert c.step == Step.RATE
+    await c.send("４分")  # a full-width digit, with 分
+    assert c.texts == [rated(4, "满意")]
+    assert (await stored(container, number)).satisfaction == 4
+    await c.send("五")  # now the comment is asked: a word is a comment, not another score
+    assert c.texts == [COMMENT_THANKS]
+    case = await stored(container, number)
+    assert (case.satisfaction, case.satisfaction_comment) == (4, "五")
+
+
+async def test_the_rating_question_can_be_left(container, chat, staff):
+    c = chat()
+    number = await closed_case(container, c, staff)
+    await c.press(f"rate:{number}")
+    await c.press("rate_later")
+    assert c.texts == ["好的。以后想评价时，点击通知里的评分按钮即可。"]
+    assert c.draft is None
+    # asked again, then something else is said: the question is dropped and the words are a new report
+    await c.press(f"rate:{number}")
+    await c.send(PLAIN)
+    assert c.step == Step.CONFIRM_CATEGORY and c.draft.description == PLAIN
+    assert (await stored(container, number)).satisfaction is None
+    # a command leaves the question too
+    await c.press(f"rate:{number}")
+    await c.command("status")
+    assert c.texts[0].startswith("您的登记：")
+    assert c.step == Step.CONFIRM_CATEGORY
+    assert (await stored(container, number)).satisfaction is None
+
+
+async def test_the_rating_question_is_not_asked_for_an_open_case(container, chat):
+    c = chat()
+    number = await file_complaint(c)
+    await c.press(f"rate:{number}")
+    assert c.texts == [not_closed(number)] and c.draft is None
+
+
+async def test_a_file_sent_while_the_comment_is_asked(container, chat, staff):
+    c = chat()
+    number = await closed_case(container, c, staff)
+    await c.press(f"rate:{number}:2")
+    await c.attach(photo(3, 2048), "截图")
+    assert c.texts == ["评价留言只能是文字。请直接发送文字，不需要留言请点“不用了”。"]
+    assert c.buttons == [["rate_skip"]] and c.step == Step.RATE_COMMENT
+    case = await stored(container, number)
+    assert (case.satisfaction, case.evidence) == (2, [])
+
+
+async def test_rating_keeps_the_language_of_the_conversation(container, chat, staff):
+    c = chat()
+    number = await closed_case(container, c, staff)
+    await c.command("lang", "en")
+    await c.press(f"rate:{number}:5")
+    assert c.buttons == [["rate_skip"]]
+    await c.press("rate_skip")
+    assert c.draft is not None and c.draft.lang == "en" and c.step == Step.DESCRIBE
+    assert (await stored(container, number)).satisfaction == 5
+
+
+# == 12. answering an information request (补正) =========================================================
+
+
+async def _to_status(container, staff: Actor, case_id: int, status: str) -> None:
+    cases = container.cases
+    if status in ("accepted", "in_progress", "resolved"):
+        await cases.accept(case_id, staff)
+    if status in ("in_progress", "resolved"):
+        await cases.start(case_id, staff)
+    if status == "resolved":
+        await cases.resolve(case_id, staff, "mediated", "已调解。")
+    if status == "transferred":
+        await cases.transfer(case_id, staff, unit_code="zhiliang")
+    if status == "rejected":
+        await cases.reject(case_id, staff, "missing_information", "请补充订单信息后重新提出。")
+
+
+@pytest.mark.parametrize("status", ["received", "accepted", "in_progress", "transferred", "resolved", "rejected"])
+async def test_an_information_request_is_answered_in_any_open_status(container, chat, staff, status):
+    c = chat()
+    number = await file_complaint(c)
+    case_id = c.cases[-1].id
+    await _to_status(container, staff, case_id, status)
+    if status not in ("resolved", "rejected"):
+        await container.cases.request_information(case_id, staff, "请提供付款截图")
+    # the notice's button "补充材料" ("add:<number>", any turn of the conversation)
+    await c.press(f"add:{number}")
+    assert c.texts == [f"请发送要补充的文字、截图或视频，我会附到 {number} 中。"]
+    await c.send("付款截图如下")
+    assert c.texts == [f"已附到 {number}。还可以继续发送，完成后点“补充完毕”。"]
+    await c.attach(photo(21, 4096))
+    assert c.texts == [f"已附到 {number}。还可以继续发送，完成后点“补充完毕”。"]
+    await c.press("add_done")
+    assert c.texts == [ADD_DONE] and c.draft is None
+    case = await stored(container, number)
+    assert case.status == status
+    assert ("in", "付款截图如下", False) in case.messages
+    assert [e[0] for e in case.evidence] == [photo(21, 4096).sha256]
+    assert "complainant_addition" in await events_of(container, number)

@@ -3,14 +3,23 @@
     GET  /chat           the conversation so far, the latest buttons, a text box and a file upload
     POST /chat/send      a text (or /command) or a button value            -> 303 back to /chat
     POST /chat/upload    a file (multipart, streamed into the evidence store) -> 303 back to /chat
-    GET  /chat/status    case number + access code form
-    POST /chat/status    the case's status, or the same "没有找到" for any wrong pair (rate-limited)
+    GET  /chat/status    case number + access code form; ?case=NUMBER shows a case this cookie may see
+    POST /chat/status    a right pair grants the cookie the case (303 to ?case=), else the same
+                         "没有找到" for any wrong pair (rate-limited)
+    POST /chat/status/answer  words and/or a file for a granted open case (multipart) -> 303 to ?case=
+    POST /chat/status/rate    the satisfaction rating of a granted closed case        -> 303 to ?case=
     /static/chat/        chat.css, chat.js
 
 Everything works as plain HTML forms. chat.js only sends the same forms with fetch and the header
 `X-Requested-With: qinglang-chat`, to which a post answers with the rendered conversation (the
 `_chat.html` fragment) instead of a redirect. Every POST needs the chat cookie, the CSRF token derived
 from it, and an Origin/Referer of this site (identity.py); the app's own CSRF middleware exempts /chat.
+
+The status page shows the case's notices (the outbox rows of channel "web" the notifier delivered),
+the messages between the complainant and the handling unit, a form to add words and files (the answer
+to an information request) while the case is open, and, once it is closed, the satisfaction rating.
+Those two forms act only on a case the cookie was granted by a right number + code (grants.py), are
+limited to POST_LIMIT posts per cookie in ten minutes, and carry a one-time form id.
 
 Wrong status look-ups are counted per chat cookie and per client address (limits.py). The address is
 the connection's, or behind a reverse proxy on the same machine the one it appends to X-Forwarded-For;
@@ -26,7 +35,7 @@ import logging
 import re
 import secrets
 from collections.abc import AsyncIterator
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 import jinja2
@@ -34,10 +43,13 @@ from aiohttp import BodyPartReader, web
 
 from bot.storage import DatabaseStorage, build_event_isolation
 from db.engine import create_session_factory
-from db.models import CaseEvent
-from intake.conversation import CLOCK_PHRASES, MAX_TEXT
+from sqlalchemy import select
+
+from db.models import Case, CaseEvent, OutboxMessage
+from intake.cases import Actor, EvidenceItem
+from intake.conversation import CLOCK_PHRASES, MAX_TEXT, RATING_LABELS
 from intake.evidence import EvidenceRejected, EvidenceTooLarge, sanitize_original_name
-from intake.status import STATUS_NAMES_ZH, Status
+from intake.status import STATUS_NAMES_ZH, DomainError, Status
 from nlu.taxonomy import CATEGORY_IDS, Kind, category
 from qinglang.i18n import LANGUAGES, N_, language_of, translations
 from web.chat.identity import (
@@ -49,6 +61,8 @@ from web.chat.identity import (
     secure_cookies,
     set_cookie,
 )
+from web.chat.codes import normalise_number
+from web.chat.grants import StatusGrants
 from web.chat.limits import FailureLimiter
 from web.chat.service import ChatService, ChatView, replay_forever
 from web.keys import CONTAINER
@@ -58,6 +72,8 @@ log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
 SERVICE = web.AppKey("chat_service", ChatService)
 LIMITER = web.AppKey("chat_limiter", FailureLimiter)
+POST_LIMITER = web.AppKey("chat_status_post_limiter", FailureLimiter)
+GRANTS = web.AppKey("chat_status_grants", StatusGrants)
 TEMPLATES = web.AppKey("chat_templates", jinja2.Environment)
 LANG_COOKIE = "qinglang_lang"  # shared with the console
 FETCH_HEADER = "qinglang-chat"  # X-Requested-With of chat.js
@@ -65,6 +81,8 @@ MAX_FORM = 64 * 1024  # a text message form; files go to /chat/upload
 MAX_FIELD = 16 * 1024  # one non-file field of the upload form
 _MESSAGE_ID = re.compile(r"^[A-Za-z0-9_.:-]{8,80}$")
 KIND_NAMES = {Kind.COMPLAINT: N_("投诉"), Kind.TIPOFF: N_("举报"), Kind.CONSULTATION: N_("咨询")}
+POST_LIMIT = 20  # answers and ratings per cookie in ten minutes
+NOT_RATED_OUTCOMES = ("withdrawn", "duplicate")  # no survey for these (CaseService._plan_survey)
 
 
 # -- set-up -----------------------------------------------------------------------------------------
@@ -77,12 +95,16 @@ def setup(app: web.Application) -> None:
     isolation = build_event_isolation(redis.get_secret_value() if redis else None, storage)
     app[SERVICE] = ChatService(container, storage, isolation)
     app[LIMITER] = FailureLimiter(storage, isolation, container.clock)
+    app[POST_LIMITER] = FailureLimiter(storage, isolation, container.clock, limit=POST_LIMIT)
+    app[GRANTS] = StatusGrants(storage, isolation, container.clock)
     app[TEMPLATES] = _templates()
     app.router.add_get("/chat", chat_page, name="chat")
     app.router.add_post("/chat/send", send)
     app.router.add_post("/chat/upload", upload)
     app.router.add_get("/chat/status", status_form, name="chat_status")
     app.router.add_post("/chat/status", status_lookup)
+    app.router.add_post("/chat/status/answer", status_answer)
+    app.router.add_post("/chat/status/rate", status_rate)
     app.router.add_static("/static/chat/", HERE / "static", name="chat_static")
     tasks: list[asyncio.Task] = []
 
@@ -150,6 +172,10 @@ def _day(d: date | None, lang: str) -> str:
     if d is None:
         return ""
     return d.isoformat() if lang == "en" else f"{d.year}年{d.month}月{d.day}日"
+
+
+def _moment(moment: datetime, lang: str) -> str:
+    return f"{_day(moment.date(), lang)} {moment:%H:%M}"
 
 
 # -- the chat page ----------------------------------------------------------------------------------
@@ -339,9 +365,16 @@ async def _chunks(part: BodyPartReader) -> AsyncIterator[bytes]:
 
 
 async def status_form(request: web.Request) -> web.Response:
+    """The look-up form; with ?case=NUMBER and a current grant for it, that case's page."""
     identity = identity_or_new(request)
     lang, chosen = _language(request)
-    response = _render(request, "status.html", lang, csrf=identity.csrf_token, number="", message=None, case=None)
+    number = normalise_number(request.query.get("case", ""))
+    case_id = await request.app[GRANTS].case_id(identity.user_id, number) if number and not identity.new else None
+    if case_id is not None:
+        response = await _status_page(request, identity, lang, number, case_id)
+    else:
+        response = _render(request, "status.html", lang, csrf=identity.csrf_token, number=number, message=None,
+                           case=None)
     set_cookie(request, response, identity)
     if chosen:
         _remember_language(request, response, lang)
@@ -378,8 +411,13 @@ async def status_lookup(request: web.Request) -> web.Response:
         await _audit_failure(request, number, ip)
         return _render(request, "status.html", lang, csrf=identity.csrf_token, number=number,
                        message=_("没有找到与该编号和查询码相符的登记。请检查后重新输入。"), case=None)
-    case = await _case_status(request, case_id, lang)
-    return _render(request, "status.html", lang, csrf=identity.csrf_token, number=number, message=None, case=case)
+    number = normalise_number(number)
+    await request.app[GRANTS].grant(identity.user_id, case_id, number)
+    raise web.HTTPSeeOther(_status_url(number))
+
+
+def _status_url(number: str) -> str:
+    return f"/chat/status?case={number}"  # A-Z, digits and "-" only (codes._NUMBER)
 
 
 async def _audit_failure(request: web.Request, number: str, ip: str) -> None:
@@ -390,18 +428,45 @@ async def _audit_failure(request: web.Request, number: str, ip: str) -> None:
         await uow.commit()
 
 
+async def _status_page(request: web.Request, identity: ChatIdentity, lang: str, number: str, case_id: int, *,
+                       status: int = 200, error: str | None = None, answer: str = "") -> web.Response:
+    """A granted case's page: its details, notices, messages and the forms that apply to it now."""
+    flash = await request.app[GRANTS].take_flash(identity.user_id, number) if status == 200 else None
+    case = await _case_status(request, case_id, lang)
+    forms = {name: secrets.token_urlsafe(12) for name in ("answer", "rate")}
+    return _render(request, "status.html", lang, status=status, csrf=identity.csrf_token, number=number,
+                   message=None, case=case, flash=flash, error=error, form_ids=forms, answer=answer,
+                   max_text=MAX_TEXT, ratings=[(score, translations(lang).gettext(label))
+                                               for score, label in RATING_LABELS.items()],
+                   max_mb=request.app[CONTAINER].settings.storage.max_evidence_bytes // (1024 * 1024))
+
+
 async def _case_status(request: web.Request, case_id: int, lang: str) -> dict:
     container = request.app[CONTAINER]
     _ = translations(lang).gettext
     async with container.uow() as uow:
         case = await uow.cases.get(case_id)
-        messages = [m for m in await uow.cases.messages(case_id) if m.direction == "out"]
+        messages = list(await uow.cases.messages(case_id))
+        notices = list(await uow.session.scalars(
+            select(OutboxMessage)
+            .where(OutboxMessage.case_id == case_id, OutboxMessage.channel == "web",
+                   OutboxMessage.audience == "complainant", OutboxMessage.status == "sent",
+                   OutboxMessage.sent_at.is_not(None))
+            .order_by(OutboxMessage.sent_at, OutboxMessage.id)))
     lead = next((a.unit for a in case.assignments if a.active and a.role == "lead"), None)
     unit = ""
     if lead is not None:
         unit = lead.name_en if lang == "en" and lead.name_en else lead.name
     cat = category(case.category) if case.category in CATEGORY_IDS else None
     tz = container.settings.tz
+    closed = case.status == Status.CLOSED
+    # the latest information request not followed by anything from the complainant
+    question = None
+    for m in messages:
+        if m.direction == "out" and m.info_request:
+            question = m.body
+        elif m.direction == "in":
+            question = None
     return {
         "number": case.number,
         "kind": _(KIND_NAMES[Kind(case.kind)]) if case.kind in Kind.__members__.values() else case.kind,
@@ -410,6 +475,166 @@ async def _case_status(request: web.Request, case_id: int, lang: str) -> dict:
         "unit": unit,
         "transfer_to": case.transfer_authority,
         "received_on": case.received_at.astimezone(tz).date(),
-        "next_due_on": case.next_due_on if case.status != Status.CLOSED else None,
-        "messages": [{"on": m.created_at.astimezone(tz).date(), "body": m.body, "reply": m.is_reply} for m in messages],
+        "next_due_on": case.next_due_on if not closed else None,
+        "notices": [{"at": _moment(n.sent_at.astimezone(tz), lang), "body": n.body or ""} for n in notices],
+        "messages": [{"on": m.created_at.astimezone(tz).date(), "at": _moment(m.created_at.astimezone(tz), lang),
+                      "body": m.body, "reply": m.is_reply, "request": m.info_request, "mine": m.direction == "in"}
+                     for m in messages],
+        "question": None if closed else question,
+        "can_answer": not closed,
+        "can_rate": _may_rate(case),
+        "satisfaction": case.satisfaction,
+        "satisfaction_label": _(RATING_LABELS[case.satisfaction]) if case.satisfaction in RATING_LABELS else "",
     }
+
+
+def _may_rate(case: Case) -> bool:
+    """Closed, not rated yet, and a case the satisfaction survey is for (CaseService._plan_survey)."""
+    return (case.status == Status.CLOSED and case.satisfaction is None and case.rated_at is None
+            and not case.anonymous and case.outcome not in NOT_RATED_OUTCOMES)
+
+
+async def _granted(request: web.Request, csrf: str | None, number: str | None,
+                   lang: str) -> tuple[ChatIdentity, str, int] | web.Response:
+    """A post of the status page's forms: right origin and token, a current grant for the case, and
+    within the cookie's post limit. (identity, number, case id), or the refusal to send."""
+    _ = translations(lang).gettext
+    checked = _check_post(request, csrf, lang)
+    if isinstance(checked, web.Response):
+        return checked
+    identity = checked
+    number = normalise_number(number or "")
+    case_id = await request.app[GRANTS].case_id(identity.user_id, number) if number else None
+    if case_id is None:
+        return _render(request, "status.html", lang, status=403, csrf=identity.csrf_token, number=number,
+                       message=_("请先输入编号和查询码查询（查询 30 分钟后需要重新输入）。"), case=None)
+    limiter = request.app[POST_LIMITER]
+    subject = f"status-post:chat:{identity.user_id}"
+    if await limiter.blocked(subject):
+        log.warning("web chat status: posts for %s refused, over the limit", number)
+        return _render(request, "status.html", lang, status=429, csrf=identity.csrf_token, number=number,
+                       message=_("操作太频繁，请稍后再试。"), case=None)
+    await limiter.failed(subject)  # counts every post, not only failures
+    return identity, number, case_id
+
+
+def _form_id(value: str | None) -> str | None:
+    return value if value and _MESSAGE_ID.match(value) else None
+
+
+async def status_answer(request: web.Request) -> web.Response:
+    """Words and/or one file added to a granted open case: the answer to an information request."""
+    container = request.app[CONTAINER]
+    lang, _chosen = _language(request)
+    _ = translations(lang).gettext
+    limit = container.settings.storage.max_evidence_bytes
+    if not request.content_type.startswith("multipart/"):
+        raise web.HTTPBadRequest(text="multipart/form-data expected")
+    reader = await request.multipart()
+    fields: dict[str, str] = {}
+    stored = None
+    granted: tuple[ChatIdentity, str, int] | None = None
+    while (part := await reader.next()) is not None:
+        if not isinstance(part, BodyPartReader):
+            continue
+        if part.name != "file":
+            fields[part.name or ""] = await _read_field(part)
+            continue
+        # the file: only after the token, the case number and the form id (they come first in the form)
+        if granted is None:
+            checked = await _granted(request, fields.get("csrf_token"), fields.get("number"), lang)
+            if isinstance(checked, web.Response):
+                return checked
+            granted = checked
+        identity, number, case_id = granted
+        name = part.filename or ""
+        too_long = len(fields.get("text", "").strip()) > MAX_TEXT  # refused below: keep no file for it
+        if not name or stored is not None or too_long:  # no file chosen; a second file part (the form has one)
+            await _drain(part)
+            continue
+        if request.content_length is not None and request.content_length > limit + MAX_FORM:
+            return await _status_page(request, identity, lang, number, case_id, status=413,
+                                      error=str(EvidenceTooLarge(limit)), answer=fields.get("text", ""))
+        try:
+            stored = await container.evidence.put(_chunks(part), original_name=name)
+        except EvidenceRejected as exc:
+            log.info("web chat status: file refused: %s", exc)
+            return await _status_page(request, identity, lang, number, case_id, status=400, error=str(exc),
+                                      answer=fields.get("text", ""))
+    if granted is None:  # no file part at all
+        checked = await _granted(request, fields.get("csrf_token"), fields.get("number"), lang)
+        if isinstance(checked, web.Response):
+            return checked
+        granted = checked
+    identity, number, case_id = granted
+    form_id = _form_id(fields.get("form_id"))
+    if form_id is None:
+        raise web.HTTPBadRequest(text="form_id missing or malformed")
+    text = fields.get("text", "").strip()
+    if len(text) > MAX_TEXT:
+        return await _status_page(request, identity, lang, number, case_id, status=400, answer=text[:MAX_TEXT],
+                                  error=_("内容太长了，请控制在 {limit} 字以内，或分几次发送。").format(limit=MAX_TEXT))
+    if not text and stored is None:
+        return await _status_page(request, identity, lang, number, case_id, status=400,
+                                  error=_("请填写要补充的内容，或选择一个文件。"))
+    if not await request.app[GRANTS].first_use(identity.user_id, form_id):
+        raise web.HTTPSeeOther(_status_url(number))  # the same form again (double click, reload): done once
+    items = (EvidenceItem(stored.sha256, stored.size, stored.mime, stored.original_name, "web"),) if stored else ()
+    try:
+        await container.cases.add_from_complainant(case_id, Actor("complainant"), text=text or None, evidence=items)
+    except DomainError as exc:
+        log.info("web chat status: addition to %s refused: %s", number, exc)
+        return await _status_page(request, identity, lang, number, case_id, status=409, answer=text,
+                                  error=_("本件已经办结，不能再补充材料。如有新的问题，请在线登记。"))
+    await request.app[GRANTS].flash(identity.user_id, number,
+                                    _("已收到您的补充，已附到 {number}，承办人员会看到。").format(number=number))
+    raise web.HTTPSeeOther(_status_url(number))
+
+
+async def status_rate(request: web.Request) -> web.Response:
+    """The satisfaction rating (1-5, an optional comment) of a granted closed case."""
+    container = request.app[CONTAINER]
+    lang, _chosen = _language(request)
+    _ = translations(lang).gettext
+    if request.content_length is None or request.content_length > MAX_FORM:
+        raise web.HTTPRequestEntityTooLarge(max_size=MAX_FORM, actual_size=request.content_length or 0)
+    form = await request.post()
+    checked = await _granted(request, _field(form, "csrf_token"), _field(form, "number"), lang)
+    if isinstance(checked, web.Response):
+        return checked
+    identity, number, case_id = checked
+    form_id = _form_id(_field(form, "form_id"))
+    if form_id is None:
+        raise web.HTTPBadRequest(text="form_id missing or malformed")
+    score = _field(form, "score") or ""
+    comment = (_field(form, "comment") or "").strip()
+    if score not in ("1", "2", "3", "4", "5"):
+        return await _status_page(request, identity, lang, number, case_id, status=400,
+                                  error=_("请选择 1 到 5 分。"))
+    if len(comment) > MAX_TEXT:
+        return await _status_page(request, identity, lang, number, case_id, status=400,
+                                  error=_("留言太长了，请控制在 {limit} 字以内。").format(limit=MAX_TEXT))
+    if not await request.app[GRANTS].first_use(identity.user_id, form_id):
+        raise web.HTTPSeeOther(_status_url(number))
+    async with container.uow() as uow:
+        case = await uow.session.get(Case, case_id)
+        refusal = None
+        if case.satisfaction is not None or case.rated_at is not None:
+            refusal = _("您已经评价过了，每件登记只能评价一次。谢谢！")
+        elif case.status != Status.CLOSED:
+            refusal = _("本件还没有办结，办结后才能评价。")
+        elif not _may_rate(case):
+            refusal = _("本件不需要评价。")
+    if refusal is None:
+        try:
+            view = await container.cases.rate(case_id, Actor("complainant"), int(score), comment=comment or None)
+        except DomainError as exc:
+            log.info("web chat status: rating of %s refused: %s", number, exc)
+            refusal = _("评价没有成功，请刷新页面后再试。")
+    if refusal is not None:
+        return await _status_page(request, identity, lang, number, case_id, status=409, error=refusal)
+    thanks = _("感谢您的评价！")
+    if view.status != Status.CLOSED:  # a low rating reopened the case
+        thanks += _("很抱歉没能让您满意，我们已重新打开本件，由消保分局复核。")
+    await request.app[GRANTS].flash(identity.user_id, number, thanks)
+    raise web.HTTPSeeOther(_status_url(number))
