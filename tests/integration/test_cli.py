@@ -176,3 +176,42 @@ def test_serve_answers_healthz(env):
     finally:
         process.terminate()
         process.wait(timeout=20)
+
+
+def test_worker_runs_the_daily_jobs_and_stops_on_sigterm(env):
+    import asyncio
+    import signal
+
+    from sqlalchemy import select
+
+    from db.engine import create_engine
+    from db.models import ScheduledRun
+
+    assert run(["migrate"], env).returncode == 0
+    env = {**env, "QINGLANG_SCHEDULE_TIME": "00:00", "QINGLANG_SCHEDULE_POLL": "0.2"}
+    process = subprocess.Popen([sys.executable, "-m", "qinglang.cli", "worker"], env=env, cwd=env["HOME"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    async def runs() -> list[tuple[str, str]]:
+        engine = create_engine(env["QINGLANG_DATABASE_URL"])
+        try:
+            async with engine.connect() as conn:
+                return [tuple(r) for r in (await conn.execute(select(ScheduledRun.job, ScheduledRun.status))).all()]
+        finally:
+            await engine.dispose()
+
+    try:
+        deadline = time.monotonic() + 60
+        done: list[tuple[str, str]] = []
+        while time.monotonic() < deadline and len(done) < 5:
+            if process.poll() is not None:
+                pytest.fail(f"worker exited: {process.stderr.read()}")
+            time.sleep(0.3)
+            done = asyncio.run(runs())
+        assert sorted(done) == sorted((job, "done") for job in
+                                      ("reminders", "escalation", "halfway", "surveys", "consultations"))
+    finally:
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    assert "running" in out and "Traceback" not in err
