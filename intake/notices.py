@@ -83,7 +83,8 @@ def notify_complainant(
     recipient = complainant_recipient(case, person)
     if recipient is None:
         return None
-    row = OutboxMessage(
+    return _queue(
+        session, now,
         idempotency_key=key or f"{template.value}:{case.id}:{uuid.uuid4().hex}",
         case_id=case.id,
         audience="complainant",
@@ -92,13 +93,7 @@ def notify_complainant(
         language=recipient.language,
         template=template.value,
         payload={"number": case.number, "kind": case.kind, **facts},
-        status="pending",
-        attempts=0,
-        next_attempt_at=now,
-        created_at=now,
     )
-    session.add(row)
-    return row
 
 
 def notify_unit(
@@ -114,7 +109,8 @@ def notify_unit(
     """Queue a message to a unit's Telegram group chat; nothing when the unit has none configured."""
     if not unit.telegram_chat_id:
         return None
-    row = OutboxMessage(
+    return _queue(
+        session, now,
         idempotency_key=key,
         case_id=case.id if case is not None else None,
         audience="unit",
@@ -124,10 +120,10 @@ def notify_unit(
         language="zh",
         template=template.value,
         payload={**({"number": case.number, "kind": case.kind} if case is not None else {}), **facts},
-        status="pending",
-        attempts=0,
-        next_attempt_at=now,
-        created_at=now,
     )
+
+
+def _queue(session: AsyncSession, now: datetime, **fields: Any) -> OutboxMessage:
+    row = OutboxMessage(status="pending", attempts=0, next_attempt_at=now, created_at=now, **fields)
     session.add(row)
     return row

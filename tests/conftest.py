@@ -122,7 +122,12 @@ def clock() -> FixedClock:
 
 @pytest.fixture(scope="session")
 def nlu_cache_dir(tmp_path_factory) -> Path:
-    """One trained classifier for the whole session (the model is cached by a hash of its data)."""
+    """One trained classifier for the whole session (the model is cached by a hash of its data, and
+    written atomically), shared by the workers of a parallel run (pytest-xdist)."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = tmp_path_factory.getbasetemp().parent / "nlu-cache"
+        shared.mkdir(exist_ok=True)
+        return shared
     return tmp_path_factory.mktemp("nlu-cache")
 
 
