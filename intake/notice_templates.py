@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from intake.conversation import Button
+from intake.conversation import RATING_LABELS, Button
 from intake.notices import Template
 from intake.status import OUTCOMES, REJECTION_GROUNDS
 from nlu.taxonomy import CATEGORIES
@@ -31,7 +31,6 @@ GROUND_ADVICE = {
     "other": N_("如有疑问，可以拨打 12315 咨询。"),
 }
 KIND_WORDS = {"complaint": N_("投诉"), "tipoff": N_("举报"), "consultation": N_("咨询")}
-RATING_LABELS = ((1, N_("很不满意")), (2, N_("不满意")), (3, N_("一般")), (4, N_("满意")), (5, N_("很满意")))
 MAX_QUOTED = 3500  # Telegram allows 4096 characters per message; the rest is on the status page
 
 
@@ -131,7 +130,7 @@ class NoticeRenderer:
     def _survey(self, f: _Facts, _) -> RenderedNotice:
         text = _("{number} 已办结。您对处理结果满意吗？请点击 1 到 5 分评价（5 分最满意），也可以在评分后留言。").format(
             number=f.number)
-        buttons = tuple(Button(f"{score} · {_(label)}", f"rate:{f.number}:{score}") for score, label in RATING_LABELS)
+        buttons = tuple(Button(f"{score} · {_(label)}", f"rate:{f.number}:{score}") for score, label in RATING_LABELS.items())
         return RenderedNotice(text, (buttons[:3], buttons[3:]))
 
     # -- to a unit's group chat (always Chinese) ------------------------------------------------------
@@ -151,19 +150,13 @@ class NoticeRenderer:
         overdue = f.get("overdue") or []
         lines = [_("{date} 超期案件日报：共 {n} 件。").format(date=f.day("day"), n=len(overdue))]
         for item in overdue[:40]:
-            unit = self._unit_name(item.get("unit"), f.language)
+            unit = _unit_name(self._directory, item.get("unit"), f.language)
             flag = "" if item.get("replied") else _("（尚未答复投诉举报人）")
             lines.append(f"· {item.get('number')} {unit} {item.get('clock_name') or item.get('clock')} "
                          f"{f.format_day(item.get('due_on'))}{flag}")
         if len(overdue) > 40:
             lines.append(_("……其余 {n} 件见控制台。").format(n=len(overdue) - 40))
         return RenderedNotice("\n".join(lines))
-
-    def _unit_name(self, code: str | None, language: str) -> str:
-        if not code or not self._directory.has_unit(code):
-            return code or ""
-        unit = self._directory.unit(code)
-        return (unit.name_en or unit.name) if language == "en" else unit.name
 
 
 class _Facts:
@@ -196,11 +189,7 @@ class _Facts:
 
     @property
     def unit(self) -> str:
-        code = self._payload.get("unit")
-        if not code or not self._directory.has_unit(code):
-            return code or ""
-        unit = self._directory.unit(code)
-        return (unit.name_en or unit.name) if self.language == "en" else unit.name
+        return _unit_name(self._directory, self._payload.get("unit"), self.language)
 
     @property
     def due(self) -> str:
@@ -223,6 +212,13 @@ class _Facts:
         if len(text) > MAX_QUOTED:
             text = text[:MAX_QUOTED] + "…"
         return text
+
+
+def _unit_name(directory: UnitDirectory, code: str | None, language: str) -> str:
+    if not code or not directory.has_unit(code):
+        return code or ""
+    unit = directory.unit(code)
+    return (unit.name_en or unit.name) if language == "en" else unit.name
 
 
 def _case_buttons(f: _Facts, _) -> tuple[tuple[Button, ...], ...]:

@@ -16,7 +16,7 @@ from datetime import date, timedelta
 from aiohttp import web
 from sqlalchemy import select
 
-from db.models import Case, CaseEvent, Complainant, Escalation, OutboxMessage, Unit
+from db.models import Case, CaseEvent, CaseUnit, Complainant, Escalation, OutboxMessage, Unit
 from qinglang.i18n import N_
 from web.access import case_scope, may_act, may_see_identity
 from web.console.render import redirect_with_flash, request_language
@@ -82,22 +82,22 @@ async def followup_handled(request: web.Request) -> web.StreamResponse:
     if not note:
         raise redirect_with_flash(request, "/followup", _("请写明联系结果（例如：已电话告知办理结果）。"), "error")
     notice_id = int(request.match_info["id"])
-    scope = case_scope(principal)
     async with container.uow() as uow:
-        number = await uow.session.scalar(
-            select(Case.number).join(OutboxMessage, OutboxMessage.case_id == Case.id)
-            .where(OutboxMessage.id == notice_id, OutboxMessage.audience == "complainant", scope))
-    detail = await request.app[QUERIES].detail(scope, number) if number else None
-    if detail is None:
+        case = await uow.session.scalar(
+            select(Case).join(OutboxMessage, OutboxMessage.case_id == Case.id)
+            .where(OutboxMessage.id == notice_id, OutboxMessage.audience == "complainant", case_scope(principal)))
+        parts = {} if case is None else dict((await uow.session.execute(
+            select(CaseUnit.unit_id, CaseUnit.role).where(CaseUnit.case_id == case.id, CaseUnit.active.is_(True))
+        )).all())
+    if case is None:
         return _error(request, principal, 404, _("未找到"), _("没有这条通知，或者您无权查看。"), back="/followup")
-    if not may_act(principal, detail.unit_parts, "message"):
+    if not may_act(principal, parts, "message"):
         return _error(request, principal, 403, _("无权操作"), _("只有承办单位和消保分局可以登记联系结果。"),
                       back="/followup")
     async with container.uow() as uow:
         notice = await uow.session.get(OutboxMessage, notice_id, with_for_update=True)
         if notice.status not in OPEN_PROBLEMS or notice.handled_at is not None:
             raise redirect_with_flash(request, "/followup", _("这条通知已经处理过了。"), "error")
-        case = detail.case
         now = container.clock.now()
         notice.handled_by, notice.handled_at, notice.handled_note = principal.id, now, note
         uow.session.add(CaseEvent(case_id=case.id, actor_type="staff", actor_id=principal.id,
