@@ -121,6 +121,7 @@ class Case(Base):
         # of this with ix_case_units_unit_active_case, both read from the index alone
         Index("ix_cases_open_id_status", "id", "status",
               postgresql_where=text("status <> 'closed'"), sqlite_where=text("status <> 'closed'")),
+        Index("ix_cases_closed_at", "closed_at"),  # the reports' "closed in the period" (migration 0009)
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -172,6 +173,14 @@ class Case(Base):
     satisfaction: Mapped[int | None]
     satisfaction_comment: Mapped[str | None] = mapped_column(Text)
     rated_at: Mapped[datetime | None]
+    # what closing records for the statistics forms (附件1): 立案, 罚没款, referral, platform measures
+    filed: Mapped[bool | None] = mapped_column(Boolean)  # 立案 (a tip-off's case filed for investigation)
+    fine_fen: Mapped[int | None] = mapped_column(BigInteger)  # 罚款
+    confiscation_fen: Mapped[int | None] = mapped_column(BigInteger)  # 没收违法所得
+    judicial_referral: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    takedowns: Mapped[int | None]  # 督促平台删除违规信息/下架商品 (items)
+    accounts_disposed: Mapped[int | None]  # 处置发布违规内容账号 (accounts)
+    sites_closed: Mapped[int | None]  # 关闭违法违规问题网站 (sites)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     version: Mapped[int] = mapped_column(default=1)
@@ -379,6 +388,22 @@ class CaseSubject(Base):
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True)
     subject_id: Mapped[int] = mapped_column(ForeignKey("subjects.id", ondelete="CASCADE"), index=True)
     role: Mapped[str] = mapped_column(String(20), default="reported")
+
+
+class ReportInput(Base):
+    """The figures and texts of a statistics form that the cases do not hold, entered by staff once per
+    period and reporting unit (附件1 "stats", 附件2 "monthly")."""
+
+    __tablename__ = "report_inputs"
+    __table_args__ = (UniqueConstraint("form", "period", "unit_code"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    form: Mapped[str] = mapped_column(String(20))
+    period: Mapped[str] = mapped_column(String(7))  # YYYY-MM
+    unit_code: Mapped[str] = mapped_column(String(40))  # "bureau": the whole bureau
+    data: Mapped[dict[str, Any]]
+    updated_by: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id"))
+    updated_at: Mapped[datetime]
 
 
 class HolidayOverride(Base):

@@ -24,6 +24,7 @@ from db.models import (
 from db.uow import UnitOfWork, UnitOfWorkFactory
 from intake.calendar import WorkingCalendar
 from intake.clock import Clock
+from intake.closing import ClosingFacts
 from intake.deadlines import DeadlinePolicy, compute_due
 from intake.notices import Template, notify_complainant, notify_unit
 from intake.status import OUTCOMES, REJECTION_GROUNDS, STAFF_OUTCOMES, Action, DomainError, Status, check
@@ -330,7 +331,9 @@ class CaseService:
             self._event(uow, case, actor, "reply", Status(case.status), Status(case.status), now)
             return await self._save(uow, case, now)
 
-    async def close(self, case_id: int, actor: Actor, note: str | None = None) -> CaseView:
+    async def close(self, case_id: int, actor: Actor, note: str | None = None,
+                    facts: ClosingFacts | None = None) -> CaseView:
+        """Close with the facts the statistics forms need (立案, 罚没款, referral, platform measures)."""
         async with self._uow() as uow:
             case, now, calendar = await self._begin(uow, case_id)
             if case.status == Status.TRANSFERRED and case.transfer_authority is None:
@@ -338,11 +341,14 @@ class CaseService:
             source = self._move(case, Action.CLOSE)
             if case.replied_at is None:
                 raise DomainError("a case cannot be closed before a reply to the complainant is recorded")
+            facts = (facts or ClosingFacts()).validated(case.outcome)
+            facts.apply_to(case)
             case.closed_at = now
             self._meet(case, now, *(d.clock for d in case.deadlines))
             await self._tell(uow, case, Template.CLOSED, now)
             self._plan_survey(case, now, calendar)
-            return await self._finish(uow, case, actor, Action.CLOSE, source, now, note)
+            return await self._finish(uow, case, actor, Action.CLOSE, source, now, note,
+                                      data=facts.as_event_data() or None)
 
     async def reopen(self, case_id: int, actor: Actor, reason: str) -> CaseView:
         reason = _required_text(reason, "the reason for reopening")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -152,6 +153,15 @@ class NotifySettings(BaseSettings):
     escalation_unit: str = Field(default="xiaobao", pattern=r"^[a-z][a-z0-9_]*$")  # gets the overdue digest
 
 
+class ReportSettings(BaseSettings):
+    """The statistics forms and the dashboard (reports/)."""
+
+    model_config = _ENV
+
+    # the forms count "since the campaign began" (附件2 note 1); the seed's plan is dated 2024-05-14
+    campaign_start: date = date(2024, 5, 14)
+
+
 @dataclass(frozen=True)
 class Settings:
     storage: StorageSettings
@@ -162,6 +172,7 @@ class Settings:
     web: WebSettings
     rules: RulesSettings
     notify: NotifySettings
+    reports: ReportSettings
 
     @property
     def database_url(self) -> str:
@@ -183,6 +194,7 @@ def load_settings(env_file: str | os.PathLike[str] | None = ".env", **overrides:
         "web": WebSettings,
         "rules": RulesSettings,
         "notify": NotifySettings,
+        "reports": ReportSettings,
     }
     built = {}
     for name, cls in parts.items():
