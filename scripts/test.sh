@@ -6,15 +6,26 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh --test || exit 1
 
 # The browser tests (tests/browser) drive Debian's headless Chromium; Playwright never downloads a browser.
-# Install it, with fonts for Chinese and emoji in the screenshots, when we are root on a Debian-like machine.
-# Without it the browser tests skip locally and fail in CI (CI=true).
+# The report rendering test (tests/integration/test_report_render.py) prints the statistics forms to PDF
+# with LibreOffice and reads them with poppler (pdftotext, pdftoppm).
+# Install what is missing, with fonts for Chinese and emoji in the screenshots, in one apt-get run when we
+# are root on a Debian-like machine. Without them those tests skip locally and fail in CI (CI=true).
 browser_packages="chromium fonts-noto-cjk fonts-noto-color-emoji"
-if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && command -v dpkg >/dev/null 2>&1 \
-   && { [ ! -x /usr/bin/chromium ] || ! dpkg -s $browser_packages >/dev/null 2>&1; }; then
-  echo "test.sh: installing $browser_packages for the browser tests" >&2
-  if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $browser_packages; } \
-       >/tmp/qinglang-test-apt.log 2>&1; then
-    echo "test.sh: could not install $browser_packages (see /tmp/qinglang-test-apt.log)" >&2
+report_packages="libreoffice-calc-nogui poppler-utils"
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && command -v dpkg >/dev/null 2>&1; then
+  missing_packages=""
+  for package in $browser_packages $report_packages; do
+    dpkg -s "$package" >/dev/null 2>&1 || missing_packages="$missing_packages $package"
+  done
+  if [ ! -x /usr/bin/chromium ] && [[ " $missing_packages " != *" chromium "* ]]; then
+    missing_packages="$missing_packages chromium"
+  fi
+  if [ -n "$missing_packages" ]; then
+    echo "test.sh: installing$missing_packages for the browser and report tests" >&2
+    if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing_packages; } \
+         >/tmp/qinglang-test-apt.log 2>&1; then
+      echo "test.sh: could not install$missing_packages (see /tmp/qinglang-test-apt.log)" >&2
+    fi
   fi
 fi
 
