@@ -246,6 +246,8 @@ class CaseEvent(Base):
     """Audit log: every change and every view of personal data, by whom and when."""
 
     __tablename__ = "case_events"
+    # the reports count transfers and exports by action over a span (migration 0009)
+    __table_args__ = (Index("ix_case_events_action_created_at", "action", "created_at"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True)
@@ -263,6 +265,9 @@ class CaseMessage(Base):
     """A message to or from the complainant. `is_reply` marks the official answer."""
 
     __tablename__ = "case_messages"
+    # "has this case had a complainant-facing reply?" for the reports' reply rate (migration 0009)
+    __table_args__ = (Index("ix_case_messages_replies", "case_id",
+                            postgresql_where=text("is_reply"), sqlite_where=text("is_reply")),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True)

@@ -242,6 +242,7 @@ class CaseService:
             case, now, calendar = await self._begin(uow, case_id)
             source = self._move(case, Action.ACCEPT)
             case.accepted_at = case.decided_at = now
+            case.rejection_ground = None  # a case rejected, reopened and now accepted is no longer rejected
             self._meet(case, now, "complaint_acceptance", "tipoff_check", "transfer")
             self._start_clocks(case, "accepted", now, calendar)
             self._start_clocks(case, "decided", now, calendar)

@@ -25,6 +25,10 @@ class ClosingFacts:
     sites_closed: int | None = None
 
     def validated(self, outcome: str | None) -> ClosingFacts:
+        if self.filed is not None and not isinstance(self.filed, bool):
+            raise DomainError("filed (立案) must be yes, no or not stated")
+        if not isinstance(self.judicial_referral, bool):
+            raise DomainError("judicial_referral must be yes or no")
         for name in ("fine_fen", "confiscation_fen"):
             _check_range(name, getattr(self, name), MAX_AMOUNT_FEN)
         for name in ("takedowns", "accounts_disposed", "sites_closed"):
@@ -46,7 +50,9 @@ class ClosingFacts:
             setattr(case, name, value)
 
     def as_event_data(self) -> dict[str, object]:
-        return {name: value for name, value in asdict(self).items() if value not in (None, False)}
+        """What was stated (a stated 0 included); a referral only when there was one."""
+        return {name: value for name, value in asdict(self).items()
+                if value is not None and not (name == "judicial_referral" and value is False)}
 
 
 def _check_range(name: str, value: int | None, limit: int) -> None:

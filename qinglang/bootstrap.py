@@ -17,6 +17,7 @@ from intake.deadlines import DeadlinePolicy, load_policy
 from intake.evidence import EvidenceLimits, EvidenceStore
 from qinglang.errors import ConfigError
 from qinglang.settings import Settings
+from reports.service import ReportService
 from routing.directory import UnitDirectory, load_directory
 from routing.rules import RoutingTable, active_rules_path, load_rules
 from nlu.classifier import Backend
@@ -37,12 +38,15 @@ class Container:
     accounts: AccountService = field(init=False)
     nlu: Backend = field(init=False)
     conversation: ConversationEngine = field(init=False)
+    reports: ReportService = field(init=False)
 
     def __post_init__(self) -> None:
         self.cases = CaseService(
             self.uow, self.routing, self.policy, self.clock, self.settings.tz, self.settings.rules.case_number_prefix
         )
         self.accounts = AccountService(self.uow, self.clock)
+        self.reports = ReportService(self.uow, self.clock, self.settings.tz, self.settings.reports.campaign_start,
+                                     self.directory)
         self.nlu = build_nlu(self.settings, progress=False)
         self.conversation = ConversationEngine(
             self.nlu, self.cases, self.directory, self.settings.tz,

@@ -264,5 +264,96 @@ def nlu_rasa_serve(port: int) -> None:
     os.execv("/bin/bash", ["bash", str(script), "all", "--port", str(port)])
 
 
+@main.group()
+def report() -> None:
+    """The statistics forms of the campaign (附件1 统计表, 附件2 月报表)."""
+
+
+def _report_options(fn):
+    fn = click.option("--unit", default=None, help="Reporting unit code (default: the whole bureau).")(fn)
+    fn = click.option("--date", "report_date", type=click.DateTime(["%Y-%m-%d"]), default=None,
+                      help="The form's date (default: today).")(fn)
+    fn = click.option("--inputs", "inputs_file", type=click.Path(path_type=Path, dir_okay=False), default=None,
+                      help="YAML with the figures staff enter; stored for the period before export.")(fn)
+    return click.option("--out", required=True, type=click.Path(path_type=Path, dir_okay=False),
+                        help="The .xlsx file to write.")(fn)
+
+
+@report.command("monthly")
+@click.option("--period", required=True, help="The month reported, YYYY-MM.")
+@click.option("--override-reason", default=None,
+              help="Export although the form breaks its logic rules; the reason is recorded.")
+@_report_options
+@runs_async
+async def report_monthly(period: str, override_reason: str | None, unit: str | None, report_date, inputs_file,
+                         out: Path) -> None:
+    """附件2 月报表 for a month, filled from the cases and the entered figures."""
+    from reports.inputs import parse_monthly_json
+    from reports.service import RulesViolated
+
+    async def export(container, scope, month, day):
+        if inputs_file is not None:
+            entered = parse_monthly_json(_read_inputs(inputs_file))
+            await container.reports.inputs.save_monthly(month.key, scope.unit_code or "bureau", entered, None)
+        try:
+            return await container.reports.export_monthly(scope, month, None, day, override_reason)
+        except RulesViolated as exc:
+            lines = "\n".join(f"  {v.message}" for v in exc.violations)
+            raise QinglangError(f"the form breaks its logic rules (fix them or give --override-reason):\n{lines}")
+
+    await _write_report(export, period, unit, report_date, out)
+
+
+@report.command("stats")
+@click.option("--period", default=None, help="The month reported, YYYY-MM (default: this month).")
+@_report_options
+@runs_async
+async def report_stats(period: str | None, unit: str | None, report_date, inputs_file, out: Path) -> None:
+    """附件1 统计表, cumulative since the campaign began, filled from the cases and the entered figures."""
+    from reports.inputs import parse_stats
+
+    async def export(container, scope, month, day):
+        if inputs_file is not None:
+            entered = parse_stats(_read_inputs(inputs_file))
+            await container.reports.inputs.save_stats(month.key, scope.unit_code or "bureau", entered, None)
+        return await container.reports.export_stats(scope, month, None, day)
+
+    await _write_report(export, period, unit, report_date, out)
+
+
+async def _write_report(export, period: str | None, unit: str | None, report_date, out: Path) -> None:
+    from reports.inputs import InputError
+    from reports.period import Period, ReportScope
+
+    container = await _container()
+    try:
+        if unit is not None and not container.directory.has_unit(unit):
+            raise QinglangError(f"unknown unit {unit!r} (see `qinglang units list`)")
+        try:
+            month = Period.month(period or container.reports.today().strftime("%Y-%m"))
+        except ValueError as exc:
+            raise QinglangError(str(exc)) from None
+        day = report_date.date() if report_date else None
+        result = await export(container, ReportScope(unit), month, day)
+    except InputError as exc:
+        raise QinglangError("the entered figures are wrong: " + "; ".join(exc.texts())) from None
+    finally:
+        await container.close()
+    try:
+        out.write_bytes(result.content)
+    except OSError as exc:
+        raise QinglangError(f"cannot write {out}: {exc.strerror or exc}") from None
+    click.echo(f"wrote {out}")
+
+
+def _read_inputs(path: Path) -> dict:
+    from qinglang.yamlfile import load_yaml
+
+    data = load_yaml(path).data
+    if not isinstance(data, dict):
+        raise QinglangError(f"{path}: expected a mapping of field names to values")
+    return data
+
+
 if __name__ == "__main__":
     main()

@@ -30,6 +30,9 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('accounts_disposed', sa.Integer(), nullable=True))
         batch_op.add_column(sa.Column('sites_closed', sa.Integer(), nullable=True))
         batch_op.create_index('ix_cases_closed_at', ['closed_at'], unique=False)
+    op.create_index('ix_case_events_action_created_at', 'case_events', ['action', 'created_at'], unique=False)
+    op.create_index('ix_case_messages_replies', 'case_messages', ['case_id'], unique=False,
+                    postgresql_where=sa.text('is_reply'), sqlite_where=sa.text('is_reply'))
 
     op.create_table(
         'report_inputs',
@@ -47,6 +50,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index('ix_case_messages_replies', table_name='case_messages')
+    op.drop_index('ix_case_events_action_created_at', table_name='case_events')
     op.drop_table('report_inputs')
     with op.batch_alter_table('cases', schema=None) as batch_op:
         batch_op.drop_index('ix_cases_closed_at')
