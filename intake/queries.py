@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import base64
 import json
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field, fields
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -32,6 +33,8 @@ from intake.status import Status
 OPEN_STATUSES = (Status.RECEIVED, Status.ACCEPTED, Status.TRANSFERRED, Status.IN_PROGRESS, Status.RESOLVED, Status.REJECTED)
 DUE_SOON_DAYS = 3
 MAX_PAGE = 200
+EXCERPT = 80  # characters of the description a list shows
+EXPORT_BATCH = 1000  # cases per read of an export
 
 
 class BadQuery(ValueError):
@@ -67,6 +70,48 @@ class CaseRow:
     excerpt: str
     overdue: bool
     due_soon: bool
+
+
+@dataclass(frozen=True)
+class ExportRow:
+    """One case of an export: what the queue shows and what closing recorded; no personal data."""
+
+    number: str
+    kind: str
+    category: str
+    status: str
+    channel: str
+    received_at: datetime
+    platform: str | None
+    live_room: str | None
+    streamer: str | None
+    product: str | None
+    amount_fen: int | None
+    lead_unit: str | None
+    next_due_on: date | None
+    overdue: bool
+    replied_at: datetime | None
+    closed_at: datetime | None
+    outcome: str | None
+    filed: bool | None
+    fine_fen: int | None
+    confiscation_fen: int | None
+    judicial_referral: bool
+    takedowns: int | None
+    accounts_disposed: int | None
+    sites_closed: int | None
+    excerpt: str
+
+
+# the columns of Case an ExportRow is read from (the excerpt is cut in SQL: descriptions can be long)
+EXPORT_COLUMNS = (
+    Case.id, Case.number, Case.kind, Case.category, Case.status, Case.channel, Case.received_at, Case.platform,
+    Case.live_room, Case.streamer, Case.product, Case.amount_fen, Case.next_due_on, Case.replied_at, Case.closed_at,
+    Case.outcome, Case.filed, Case.fine_fen, Case.confiscation_fen, Case.judicial_referral, Case.takedowns,
+    Case.accounts_disposed, Case.sites_closed, func.substr(Case.description, 1, EXCERPT).label("excerpt"),
+)
+# the fields of ExportRow taken as read; the others are computed (_export_row)
+EXPORT_FIELDS = tuple(f.name for f in fields(ExportRow) if f.name not in ("lead_unit", "overdue", "judicial_referral"))
 
 
 @dataclass(frozen=True)
@@ -115,6 +160,27 @@ class CaseQueries:
         rows = [self._row(c, leads.get(c.id), today) for c in cases[:limit]]
         next_cursor = _encode_cursor(cases[limit - 1]) if len(cases) > limit else None
         return Page(rows, next_cursor)
+
+    async def export_batches(self, scope: ColumnElement[bool], filters: CaseFilter, *,
+                             batch: int = EXPORT_BATCH) -> AsyncIterator[list[ExportRow]]:
+        """Every case the queue lists under the filters, in the order they came in (id), `batch` cases at
+        a time. Each batch is a short read of its own that continues after the last id of the one before
+        (keyset on the primary key, or on ix_cases_open_id_status for open cases: linear in the cases
+        read), so memory holds one batch and no transaction stays open while the caller sends it on."""
+        today = self.today()
+        conditions = [scope, *self._conditions(filters)]
+        last_id = 0
+        while True:
+            query = select(*EXPORT_COLUMNS).where(*conditions, Case.id > last_id).order_by(Case.id).limit(batch)
+            async with self._uow() as uow:
+                rows = (await uow.session.execute(query)).all()
+                leads = await self._leads(uow, [row.id for row in rows])
+            if not rows:
+                return
+            yield [_export_row(row, leads.get(row.id), today) for row in rows]
+            if len(rows) < batch:
+                return
+            last_id = rows[-1].id
 
     async def counts(self, scope: ColumnElement[bool], filters: CaseFilter) -> dict[str, int]:
         """Cases per status under the filters (the status filter itself aside). Closed cases, the
@@ -223,10 +289,19 @@ class CaseQueries:
         return CaseRow(
             id=case.id, number=case.number, kind=case.kind, category=case.category, status=case.status,
             channel=case.channel, platform=case.platform, received_at=case.received_at, next_due_on=due,
-            lead_unit=lead, excerpt=case.description[:80],
-            overdue=due is not None and due < today,
+            lead_unit=lead, excerpt=case.description[:EXCERPT], overdue=_overdue(due, today),
             due_soon=due is not None and today <= due <= today + timedelta(days=DUE_SOON_DAYS),
         )
+
+
+def _overdue(due: date | None, today: date) -> bool:
+    return due is not None and due < today
+
+
+def _export_row(row, lead: str | None, today: date) -> ExportRow:
+    values = row._mapping
+    return ExportRow(**{name: values[name] for name in EXPORT_FIELDS}, lead_unit=lead,
+                     overdue=_overdue(row.next_due_on, today), judicial_referral=bool(row.judicial_referral))
 
 
 def _encode_cursor(case: Case) -> str:

@@ -190,7 +190,11 @@ def document() -> dict[str, Any]:
                     "`outcome` (" + ", ".join(STAFF_OUTCOMES) + ") and `reply`; transfer needs `unit` or "
                     "`authority` (+ `scope`); reopen needs `reason`; duplicate (triage only) needs `original`, "
                     "the number of the case that handles the matter (422 unknown_original if there is none), and "
-                    "`reply`, and closes the case. A status the action is not legal from answers 409 "
+                    "`reply`, and closes the case. close takes the optional facts of the statistics forms: "
+                    "`filed` (立案; omitted: follows the outcome), `fine_fen` and `confiscation_fen` (whole fen, "
+                    "1 yuan = 100 fen; only with 立案), `judicial_referral`, and the counts `takedowns`, "
+                    "`accounts_disposed`, `sites_closed`; facts that contradict the outcome answer 422 "
+                    "domain_error with `field` naming the fact. A status the action is not legal from answers 409 "
                     "illegal_transition."
                 ),
                 "parameters": [NUMBER_PARAMETER],

@@ -24,6 +24,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from db.models import Case, CaseEvent, Subject
 from intake.cases import Actor, CaseNotFound, ComplainantInfo, DeadlineView, EvidenceItem, NewCase
+from intake.closing import ClosingFacts
 from intake.evidence import EvidenceEmpty, EvidenceRejected, EvidenceTooLarge, EvidenceTypeNotAllowed
 from intake.queries import MAX_PAGE, BadQuery, CaseDetail, CaseFilter, decode_cursor
 from intake.status import STATUS_NAMES_ZH, Action, DomainError, IllegalTransition, Status, allowed_actions
@@ -180,7 +181,7 @@ async def post_transition(request: web.Request) -> web.Response:
             case s.ResolveIn():
                 view = await cases.resolve(case_id, actor, change.outcome.value, change.reply)
             case s.CloseIn():
-                view = await cases.close(case_id, actor, change.note or None)
+                view = await cases.close(case_id, actor, change.note or None, _closing_facts(change))
             case s.ReopenIn():
                 view = await cases.reopen(case_id, actor, change.reason)
             case s.DuplicateIn():
@@ -192,7 +193,7 @@ async def post_transition(request: web.Request) -> web.Response:
     except StaleDataError:
         raise ApiError(409, "conflict", "the case was changed by someone else at the same time; reload it and retry") from None
     except DomainError as exc:
-        raise ApiError(422, "domain_error", str(exc)) from None
+        raise ApiError(422, "domain_error", str(exc), field=_refused_fact(change, detail.case.outcome)) from None
     log.info("api case %s: %s by %s -> %s", view.number, action.value, principal.username, view.status.value)
     duplicate_of = await _duplicate_of(container, case_id) if action == Action.DUPLICATE else None
     return json_response(case_state(container, principal, view, duplicate_of=duplicate_of))
@@ -579,6 +580,34 @@ def _authority(container: Container, given: str, scope: str | None, merchant_pro
     return authority.name, scope
 
 
+CLOSING_FIELDS = tuple(f.name for f in dataclasses.fields(ClosingFacts))  # CloseIn's fields of the same names
+
+
+def _closing_facts(change: s.CloseIn) -> ClosingFacts:
+    return ClosingFacts(**{name: getattr(change, name) for name in CLOSING_FIELDS})
+
+
+def _refused_fact(change, outcome: str | None) -> str | None:
+    """The field a refused close is about, found with the service's own rule (ClosingFacts.validated): 立案
+    contradicting the outcome, or a fine or confiscation without 立案. None: the facts were not the reason."""
+    if not isinstance(change, s.CloseIn):
+        return None
+    facts = _closing_facts(change)
+    if _facts_fit(facts, outcome):
+        return None
+    if not _facts_fit(dataclasses.replace(facts, fine_fen=None, confiscation_fen=None), outcome):
+        return "filed"
+    return "fine_fen" if change.fine_fen else "confiscation_fen"
+
+
+def _facts_fit(facts: ClosingFacts, outcome: str | None) -> bool:
+    try:
+        facts.validated(outcome)
+    except DomainError:
+        return False
+    return True
+
+
 def _check_cursor(cursor: str) -> None:
     try:
         decode_cursor(cursor)
@@ -607,6 +636,12 @@ def _deadlines(rows) -> list[s.DeadlineOut]:
 def _subjects(subjects) -> list[s.SubjectOut]:
     return [s.SubjectOut(id=subject.id, type=subject.type, name=subject.name, platform=subject.platform or "")
             for subject in subjects]
+
+
+def _closing(case: Case) -> s.ClosingOut | None:
+    if case.status != Status.CLOSED:
+        return None
+    return s.ClosingOut(**{name: getattr(case, name) for name in CLOSING_FIELDS})
 
 
 def _satisfaction(case: Case) -> s.SatisfactionOut | None:
@@ -689,6 +724,7 @@ def case_out(container: Container, principal: Principal, detail: CaseDetail, *, 
                                info_request=bool(m.info_request)) for m in detail.messages],
         subjects=_subjects(detail.subjects),
         satisfaction=_satisfaction(case),
+        closing=_closing(case),
         duplicate_of=duplicate_of,
         allowed_actions=_allowed(principal, detail.unit_parts, status,
                                  inside_transfer=status == Status.TRANSFERRED and not case.transfer_authority),

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, RootModel, model_validator
 
+from intake.closing import MAX_AMOUNT_FEN, MAX_COUNT
 from intake.status import REJECTION_GROUNDS, STAFF_OUTCOMES, Status
 from nlu.taxonomy import CATEGORIES, Kind
 
@@ -212,8 +213,25 @@ class ResolveIn(Strict):
     reply: Text(10_000, required=True) = Field(description="the complainant-facing reply")
 
 
+Fen = Annotated[int, Field(ge=0, le=MAX_AMOUNT_FEN)]
+Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
+
+
 class CloseIn(_Transition):
+    """关闭, with what the statistics forms need (附件1). Every fact is optional; amounts are whole fen
+    (分: 1 yuan = 100 fen, so ¥1,200.50 is 120050)."""
+
     action: Literal["close"]
+    filed: bool | None = Field(None, description="立案: a case was filed for investigation. Omitted or null: "
+                                                 "follows the outcome (case_filed: true, not_filed: false, else "
+                                                 "not stated); contradicting the outcome is refused")
+    fine_fen: Fen | None = Field(None, description="罚款, in fen; only for a filed case (立案)")
+    confiscation_fen: Fen | None = Field(None, description="没收违法所得, in fen; only for a filed case (立案)")
+    judicial_referral: bool = Field(False, description="移送司法机关: referred to the judicial organs")
+    takedowns: Count | None = Field(None, description="督促平台删除违规信息/下架商品: items the platform was made to "
+                                                      "delete or take down")
+    accounts_disposed: Count | None = Field(None, description="处置发布违规内容账号: accounts dealt with")
+    sites_closed: Count | None = Field(None, description="关闭违法违规问题网站: sites closed")
 
 
 class ReopenIn(Strict):
@@ -369,6 +387,18 @@ class FactsOut(BaseModel):
     merchant_location: MerchantLocationOut
 
 
+class ClosingOut(BaseModel):
+    """What was recorded at close for the statistics forms; amounts in fen, null: not stated."""
+
+    filed: bool | None = Field(description="立案")
+    fine_fen: int | None = Field(description="罚款, in fen")
+    confiscation_fen: int | None = Field(description="没收违法所得, in fen")
+    judicial_referral: bool = Field(description="移送司法机关")
+    takedowns: int | None = Field(description="督促平台删除违规信息/下架商品")
+    accounts_disposed: int | None = Field(description="处置发布违规内容账号")
+    sites_closed: int | None = Field(description="关闭违法违规问题网站")
+
+
 class ComplainantOut(BaseModel):
     name: str | None
     phone: str | None
@@ -425,6 +455,7 @@ class CaseOut(CaseState):
     messages: list[MessageOut]
     subjects: list[SubjectOut] = Field(description="entries of the subject registry the case is linked to")
     satisfaction: SatisfactionOut | None = Field(description="the complainant's rating after close; null: none yet")
+    closing: ClosingOut | None = Field(description="the facts recorded at close; null while the case is not closed")
 
 
 class CaseListItem(BaseModel):

@@ -15,6 +15,7 @@ import hmac
 import logging
 import re
 import secrets
+import unicodedata
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -26,6 +27,7 @@ from multidict import MultiDictProxy
 from sqlalchemy.orm.exc import StaleDataError
 
 from intake.cases import Actor, CaseNotFound
+from intake.closing import MAX_AMOUNT_FEN, MAX_COUNT, ClosingFacts
 from intake.queries import BadQuery, CaseDetail, CaseFilter
 from intake.status import (
     OUTCOMES,
@@ -46,6 +48,7 @@ from web.console.render import (
     LOGIN_CSRF_COOKIE,
     SIGNER,
     CookieSigner,
+    format_yuan,
     gettext_for,
     mask_phone,
     redirect_with_flash,
@@ -102,6 +105,16 @@ DONE = {
 SCORE_NAMES = {1: N_("非常不满意"), 2: N_("不满意"), 3: N_("基本满意"), 4: N_("满意"), 5: N_("非常满意")}
 MAX_SUBJECT_ID = 2**63 - 1
 TRANSFER_SCOPES = {"in_province": N_("省内"), "out_of_province": N_("省外")}
+# the close form's facts for the statistics forms (附件1); the amounts are typed in yuan
+FACT_LABELS = {
+    "filed": N_("立案"), "fine_yuan": N_("罚款（元）"), "confiscation_yuan": N_("没收违法所得（元）"),
+    "judicial_referral": N_("移送司法机关"), "takedowns": N_("督促平台删除违规信息/下架商品（条/个）"),
+    "accounts_disposed": N_("处置发布违规内容账号（个）"), "sites_closed": N_("关闭违法违规问题网站（个）"),
+}
+YES_NO = {"": N_("未填"), "yes": N_("是"), "no": N_("否")}
+YES_NO_VALUES = {"": None, "yes": True, "no": False}
+YUAN = re.compile(r"(?:[0-9]{1,3}(?:,[0-9]{3})+|[0-9]+)(?:\.[0-9]+)?")
+MAX_TYPED = 24  # characters of a typed amount or count
 
 
 def setup(app: web.Application) -> None:
@@ -121,11 +134,13 @@ def setup(app: web.Application) -> None:
     router.add_get("/cases/{number}/evidence/{sha256}", evidence_file)
     router.add_post("/cases/{number}/actions/{action}", case_action)
     router.add_static("/static/console/", STATIC, name="console_static", append_version=False)
-    from web.console import admin, followup, subjects  # they use this module's page helpers: imported here
+    from web.console import admin, export, followup, reports, subjects  # they use this module's page helpers
 
     admin.register(app)
+    export.register(app)
     subjects.register(app)
     followup.register(app)
+    reports.register(app)
 
 
 # -- helpers ----------------------------------------------------------------------------------------
@@ -292,7 +307,10 @@ def _parse_day(value: str | None, problems: list[str], what: str) -> date | None
         return None
 
 
-def _filters(request: web.Request, unit_codes: set[str]) -> tuple[CaseFilter, list[str]]:
+def _filters(request: web.Request, unit_codes: set[str],
+             invalid: str = N_("筛选条件无效，已忽略：{name}")) -> tuple[CaseFilter, list[str]]:
+    """The queue's filters from the query string and what was wrong with them (`invalid` says it of a value
+    that is not one of the choices; the queue ignores such a value, the export refuses to run)."""
     _ = _tr(request)
     q = request.query
     problems: list[str] = []
@@ -300,17 +318,17 @@ def _filters(request: web.Request, unit_codes: set[str]) -> tuple[CaseFilter, li
     def many(name: str, allowed: set[str]) -> tuple[str, ...]:
         values = tuple(dict.fromkeys(v for v in q.getall(name, []) if v))
         if any(v not in allowed for v in values):
-            problems.append(_("筛选条件无效，已忽略：{name}").format(name=name))
+            problems.append(_(invalid).format(name=name))
             values = tuple(v for v in values if v in allowed)
         return values
 
     unit = q.get("unit") or None
     if unit is not None and unit not in unit_codes:
-        problems.append(_("筛选条件无效，已忽略：{name}").format(name="unit"))
+        problems.append(_(invalid).format(name="unit"))
         unit = None
     due = q.get("due") or None
     if due is not None and due not in DUE_NAMES:
-        problems.append(_("筛选条件无效，已忽略：{name}").format(name="due"))
+        problems.append(_(invalid).format(name="due"))
         due = None
     received_from = _parse_day(q.get("received_from"), problems, _("起始日期格式应为 YYYY-MM-DD"))
     received_to = _parse_day(q.get("received_to"), problems, _("截止日期格式应为 YYYY-MM-DD"))
@@ -384,6 +402,7 @@ async def queue(request: web.Request) -> web.Response:
         status_href=lambda s: "/" + _query_without(request, "cursor", "status", status=s),
         all_href="/" + _query_without(request, "cursor", "status"),
         current_query=request.path_qs,
+        export_href="/export.csv" + _query_without(request, "cursor", "limit"),
         can_bulk=principal.role == Role.TRIAGE,
         today=queries.today(),
     )
@@ -574,7 +593,38 @@ async def case_page(request: web.Request) -> web.Response:
         extendable=[(c, _clock_name(request, c)) for c in extendable],
         categories=[(c.id, c.en if language == "en" else c.zh) for c in CATEGORIES],
         today=request.app[QUERIES].today(),
+        fact_labels={k: _(v) for k, v in FACT_LABELS.items()},
+        filed_choices={k: _(v) for k, v in YES_NO.items()},
+        filed_default=_yes_no(ClosingFacts().validated(case.outcome).filed),
+        closing=_closing_rows(request, case) if case.status == Status.CLOSED else [],
     )
+
+
+def _yes_no(value: bool | None) -> str:
+    """The key of YES_NO for a yes/no/not stated value."""
+    return next(choice for choice, known in YES_NO_VALUES.items() if known is value)
+
+
+def _closing_rows(request: web.Request, case) -> list[tuple[str, str]]:
+    """The facts recorded at close as (label, text), for the case page's 结案信息."""
+    _ = _tr(request)
+    unstated = _(YES_NO[""])
+
+    def count(value: int | None) -> str:
+        return unstated if value is None else str(value)
+
+    def money(fen: int | None) -> str:
+        return unstated if fen is None else format_yuan(fen)
+
+    return [
+        (_(FACT_LABELS["filed"]), _(YES_NO[_yes_no(case.filed)])),
+        (_(FACT_LABELS["fine_yuan"]), money(case.fine_fen)),
+        (_(FACT_LABELS["confiscation_yuan"]), money(case.confiscation_fen)),
+        (_(FACT_LABELS["judicial_referral"]), _(YES_NO[_yes_no(bool(case.judicial_referral))])),
+        (_(FACT_LABELS["takedowns"]), count(case.takedowns)),
+        (_(FACT_LABELS["accounts_disposed"]), count(case.accounts_disposed)),
+        (_(FACT_LABELS["sites_closed"]), count(case.sites_closed)),
+    ]
 
 
 async def evidence_file(request: web.Request) -> web.StreamResponse:
@@ -662,6 +712,58 @@ def _subject_id(request: web.Request, post: MultiDictProxy) -> int:
     return int(value)
 
 
+def _closing_facts(request: web.Request, post: MultiDictProxy) -> ClosingFacts:
+    """The close form's facts as typed; whether they fit the case (立案 and the outcome) is the service's to say."""
+    filed = _field(post, "filed", 5)
+    if filed not in YES_NO_VALUES:
+        raise DomainError(_tr(request)("请选择是否立案。"))
+    return ClosingFacts(
+        filed=YES_NO_VALUES[filed],
+        fine_fen=_typed_fen(request, post, "fine_yuan"),
+        confiscation_fen=_typed_fen(request, post, "confiscation_yuan"),
+        judicial_referral=_field(post, "judicial_referral", 5) == "1",
+        takedowns=_typed_count(request, post, "takedowns"),
+        accounts_disposed=_typed_count(request, post, "accounts_disposed"),
+        sites_closed=_typed_count(request, post, "sites_closed"),
+    )
+
+
+def _typed(post: MultiDictProxy, name: str) -> str:
+    """A typed number with full-width digits and punctuation made ASCII (NFKC), spaces dropped; never cut short."""
+    value = post.get(name)
+    return unicodedata.normalize("NFKC", value).replace(" ", "") if isinstance(value, str) else ""
+
+
+def _typed_fen(request: web.Request, post: MultiDictProxy, name: str) -> int | None:
+    """An amount typed in yuan ("1200", "1,200.50", "１２００", "¥1200元") in fen; blank: not stated."""
+    _ = _tr(request)
+    label = _(FACT_LABELS[name])
+    text = _typed(post, name).removeprefix("¥").removesuffix("元")
+    if not text:
+        return None
+    if text.startswith("-"):
+        raise DomainError(_("{label}不能为负数。").format(label=label))
+    if len(text) > MAX_TYPED or not YUAN.fullmatch(text):
+        raise DomainError(_("{label}应为金额，例如 1200 或 1,200.50。").format(label=label))
+    yuan, _point, cents = text.replace(",", "").partition(".")
+    if len(cents) > 2:
+        raise DomainError(_("{label}最多两位小数（精确到分）。").format(label=label))
+    fen = int(yuan) * 100 + int(cents.ljust(2, "0"))
+    if fen > MAX_AMOUNT_FEN:
+        raise DomainError(_("{label}超出可记录的范围。").format(label=label))
+    return fen
+
+
+def _typed_count(request: web.Request, post: MultiDictProxy, name: str) -> int | None:
+    text = _typed(post, name)
+    if not text:
+        return None
+    if len(text) > MAX_TYPED or not text.isascii() or not text.isdigit() or int(text) > MAX_COUNT:
+        _ = _tr(request)
+        raise DomainError(_("{label}应为 0 到 {limit} 之间的整数。").format(label=_(FACT_LABELS[name]), limit=MAX_COUNT))
+    return int(text)
+
+
 async def _perform(request: web.Request, detail: CaseDetail, action: str, post: MultiDictProxy, actor: Actor,
                    principal: Principal) -> None:
     cases = request.app[CONTAINER].cases
@@ -685,7 +787,7 @@ async def _perform(request: web.Request, detail: CaseDetail, action: str, post: 
     elif action == "reply":
         await cases.reply(case_id, actor, _field(post, "body"))
     elif action == "close":
-        await cases.close(case_id, actor, note)
+        await cases.close(case_id, actor, note, _closing_facts(request, post))
     elif action == "reopen":
         await cases.reopen(case_id, actor, _field(post, "reason", 2000))
     elif action == "extend":

@@ -1,8 +1,8 @@
 """The console's own small reads and writes that CaseQueries / CaseService do not offer.
 
 Reads take the access scope as a SQL clause (web.access.case_scope), like CaseQueries. The writes
-(reclassification, the audit of a view of personal data) each run in one unit of work and leave a
-CaseEvent, as CaseService does for status actions. Reads of the subject registry (主体名录) for the
+(reclassification, the audit of a view of personal data or of an export) each run in one unit of work
+and leave a CaseEvent, as CaseService does for status actions. Reads of the subject registry (主体名录) for the
 case page's "link a subject" form are not scoped: the registry itself holds no personal data.
 """
 
@@ -111,6 +111,13 @@ class ConsoleStore:
             uow.session.add(CaseEvent(case_id=case_id, actor_type="staff", actor_id=staff_id,
                                       action="view_personal_data", data={"fields": fields},
                                       created_at=self._clock.now()))
+            await uow.commit()
+
+    async def audit_export(self, staff_id: int, data: dict) -> None:
+        """An export of the case list, in the audit log (case_id NULL: it is about many cases)."""
+        async with self._uow() as uow:
+            uow.session.add(CaseEvent(case_id=None, actor_type="staff", actor_id=staff_id, action="export_cases",
+                                      data=data, created_at=self._clock.now()))
             await uow.commit()
 
     async def reclassify(self, case_id: int, staff_id: int, category: str, note: str | None = None) -> tuple[str, str]:
