@@ -8,7 +8,7 @@ functions in SQL, every local date is turned into UTC bounds here.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -261,8 +261,9 @@ def fen_to_wan(fen: int) -> Decimal:
 
 
 async def compute_figures(session: AsyncSession, *, scope: ReportScope, period: Period, campaign_start: date,
-                          tz: ZoneInfo, today: date) -> Figures:
+                          tz: ZoneInfo, today: date, subject_streets: Collection[str] | None = None) -> Figures:
     """Every figure of the dashboard and the forms for `period`, of the whole bureau or of one lead unit.
+    `subject_streets`: count only the registry's subjects on these streets (a 市监所's own); None: all.
     ValueError for an unknown unit or a period that ends before the campaign began."""
     if campaign_start > period.end:
         raise ValueError(f"the period ends ({period.end}) before the campaign began ({campaign_start})")
@@ -276,7 +277,7 @@ async def compute_figures(session: AsyncSession, *, scope: ReportScope, period: 
         weekly=await _weekly(reader, period.end),
         overdue=await _overdue(reader),
         hotspots=await _hotspots(reader, period.bounds(tz)),
-        subjects=await _subjects(session),
+        subjects=await _subjects(session, subject_streets),
         focus_rows=await _focus_rows(reader, since_start.bounds(tz)),
     )
 
@@ -466,8 +467,10 @@ async def _hotspots(reader: _Reader, window: Window) -> Hotspots:
                     streamers=await top(Case.streamer, Case.platform))
 
 
-async def _subjects(session: AsyncSession) -> SubjectCounts:
+async def _subjects(session: AsyncSession, streets: Collection[str] | None) -> SubjectCounts:
     query = select(Subject.type, func.count(), _count_where(Subject.in_district.is_(True))).group_by(Subject.type)
+    if streets is not None:
+        query = query.where(Subject.street.in_(list(streets)))
     counted = {type_: (every, local or 0) for type_, every, local in (await session.execute(query)).all()}
     return SubjectCounts(in_district={t: counted.get(t, (0, 0))[1] for t in SUBJECT_TYPES},
                          all={t: counted.get(t, (0, 0))[0] for t in SUBJECT_TYPES})

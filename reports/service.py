@@ -22,6 +22,7 @@ from reports.stats_form import build_stats_workbook, stats_workbook_bytes
 from routing.directory import UnitDirectory
 
 MAX_OVERRIDE_REASON = 2000
+SUBJECT_FIELDS = ("subjects_platform", "subjects_operator", "subjects_streamer", "subjects_service_agency")
 
 
 class RulesViolated(QinglangError):
@@ -62,13 +63,31 @@ class ReportService:
                 # one snapshot for all the queries, so the figures agree with each other under writes
                 await uow.session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
             return await compute_figures(uow.session, scope=scope, period=period, campaign_start=self._campaign_start,
-                                         tz=self._tz, today=self.today())
+                                         tz=self._tz, today=self.today(), subject_streets=self._registry_streets(scope))
+
+    def registry_is_the_units(self, scope: ReportScope) -> bool:
+        """The subject registry (主体名录) is kept by street: the bureau's whole, or a 市监所's own streets;
+        other units have no registry of their own."""
+        return scope.unit_code is None or self._directory.unit(scope.unit_code).is_station
+
+    def _registry_streets(self, scope: ReportScope) -> tuple[str, ...] | None:
+        if scope.unit_code is None or not self.registry_is_the_units(scope):
+            return None
+        return tuple(self._directory.unit(scope.unit_code).streets)
 
     async def stats_values(self, scope: ReportScope, period: Period) -> dict[str, object]:
         """附件1: the figures from the cases and the entered ones, by field key."""
         figures = await self.figures(scope, period)
         entered = await self.inputs.stats(period.key, _unit_key(scope))
-        return {"other_channel_description": DEFAULT_OTHER_CHANNEL, **entered, **figures.stats_form_values()}
+        return {"other_channel_description": DEFAULT_OTHER_CHANNEL, **entered, **self.form_values(figures)}
+
+    def form_values(self, figures: Figures) -> dict[str, object]:
+        """附件1's figures from the cases; a unit without a registry of its own leaves 主体名录 blank, so
+        that adding up the units' forms does not count the bureau's registry again."""
+        values: dict[str, object] = dict(figures.stats_form_values())
+        if not self.registry_is_the_units(figures.scope):
+            values.update(dict.fromkeys(SUBJECT_FIELDS))
+        return values
 
     async def monthly_rows(self, scope: ReportScope, period: Period) -> tuple[list[MonthlyRow], MonthlyInputs]:
         """附件2: one row per focus area; found and solved are the cases' plus what staff added."""

@@ -15,7 +15,7 @@ import openpyxl
 import pytest
 from sqlalchemy import select
 
-from db.models import CaseEvent
+from db.models import CaseEvent, Subject
 from reports.inputs import InputError, parse_monthly
 from reports.monthly_form import monthly_cell
 from reports.period import Period, ReportScope
@@ -235,3 +235,21 @@ async def test_the_command_line_names_what_is_wrong(container, story, cli_env, t
     result = qinglang(cli_env, "report", "stats", "--inputs", str(not_yaml), "--out", str(tmp_path / "x.xlsx"))
     assert result.returncode == 2 and "expected a mapping" in result.stderr
     assert not (tmp_path / "x.xlsx").exists()
+
+
+async def test_a_station_reports_the_registry_of_its_streets_and_a_section_none(container, story):
+    async with container.uow() as uow:
+        now = container.clock.now()
+        for type_, name, street in (("operator", "永中某传媒", "永中街道"), ("streamer", "永中主播", "永中街道"),
+                                    ("operator", "海滨某传媒", "海滨街道")):
+            uow.session.add(Subject(type=type_, name=name, platform="", in_district=True, street=street,
+                                    created_at=now))
+        await uow.commit()
+    station = sheet((await container.reports.export_stats(ReportScope("suo_yongzhong"), NOVEMBER, None)).content)
+    assert (station[STATS_CELLS["subjects_operator"]].value, station[STATS_CELLS["subjects_streamer"]].value) == (1, 1)
+    assert station[STATS_CELLS["subjects_platform"]].value == 0
+    bureau = sheet((await container.reports.export_stats(BUREAU, NOVEMBER, None)).content)
+    assert bureau[STATS_CELLS["subjects_operator"]].value == 3  # the story's one and these two
+    section = sheet((await container.reports.export_stats(ReportScope("jiajing"), NOVEMBER, None)).content)
+    assert all(section[STATS_CELLS[key]].value is None for key in (
+        "subjects_platform", "subjects_operator", "subjects_streamer", "subjects_service_agency"))
