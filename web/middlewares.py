@@ -38,10 +38,18 @@ async def csrf_middleware(request: web.Request, handler):
 
 @web.middleware
 async def security_headers(request: web.Request, handler):
-    response = await handler(request)
-    response.headers.setdefault("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; object-src 'none'; "
-                                "frame-ancestors 'none'; base-uri 'self'; form-action 'self'")
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    response.headers.setdefault("X-Frame-Options", "DENY")
-    response.headers.setdefault("Referrer-Policy", "same-origin")
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:  # a raised page (a refusal, a redirect) gets them as well
+        _add_security_headers(exc.headers)
+        raise
+    _add_security_headers(response.headers)
     return response
+
+
+def _add_security_headers(headers) -> None:
+    headers.setdefault("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; object-src 'none'; "
+                       "frame-ancestors 'none'; base-uri 'self'; form-action 'self'")
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("X-Frame-Options", "DENY")
+    headers.setdefault("Referrer-Policy", "same-origin")

@@ -20,7 +20,7 @@ from db.models import Case, CaseEvent, CaseUnit, Complainant, Escalation, Outbox
 from qinglang.i18n import N_
 from web.access import case_scope, may_act, may_see_identity
 from web.console.render import redirect_with_flash, request_language
-from web.console.routes import _error, _field, _page, _require, _tr
+from web.console.routes import _clock_name, _error, _field, _page, _require, _tr
 from web.keys import CONTAINER, QUERIES
 
 SHOWN = 200
@@ -125,17 +125,8 @@ async def overdue_list(request: web.Request) -> web.Response:
             .where(Escalation.escalated_on >= today - timedelta(days=days), case_scope(principal))
             .order_by(Escalation.escalated_on.desc(), Escalation.due_on, Escalation.id).limit(SHOWN)
         )).all()
-    policy = request.app[CONTAINER].policy
     language = request_language(request)
-
-    def clock_name(clock_id: str) -> str:
-        try:
-            found = policy.clock(clock_id)
-        except KeyError:
-            return clock_id
-        return found.label_en if language == "en" and found.label_en else found.label_zh
-
     items = [{"escalation": e, "number": number, "status": status, "replied": replied_at is not None,
               "unit": ((unit.name_en or unit.name) if language == "en" else unit.name) if unit else "",
-              "clock": clock_name(e.clock)} for e, number, status, replied_at, unit in rows]
+              "clock": _clock_name(request, e.clock)} for e, number, status, replied_at, unit in rows]
     return _page(request, principal, "overdue.html", items=items, days=days, windows=OVERDUE_DAYS, limit=SHOWN)

@@ -13,6 +13,7 @@ administrators read and export.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import date, timedelta
 from urllib.parse import quote, urlencode
@@ -36,7 +37,7 @@ from reports.period import Period, ReportScope
 from reports.service import RulesViolated
 from web.accounts import Role
 from web.console.render import redirect_with_flash, request_language
-from web.console.routes import CHANNEL_NAMES, KIND_NAMES, _error, _field, _page, _require, _tr
+from web.console.routes import CHANNEL_NAMES, KIND_NAMES, _clock_name, _error, _field, _page, _require, _tr
 from web.keys import CONTAINER
 from web.security import Principal
 
@@ -78,12 +79,9 @@ def _may_edit(principal: Principal, scope: ReportScope) -> bool:
     return principal.role == Role.HANDLER and scope.unit_code == principal.unit_code
 
 
-class _BadSelection(Exception):
-    pass
-
-
 def _selection(request: web.Request, principal: Principal, source=None) -> Selection:
-    """The period (YYYY-MM, default this month) and unit (default the bureau; a handler's own unit)."""
+    """The period (YYYY-MM, default this month) and unit (default the bureau; a handler's own unit);
+    anything else ends the request with a 400 page saying what is wrong."""
     source = request.query if source is None else source
     reports = request.app[CONTAINER].reports
     _ = _tr(request)
@@ -91,18 +89,18 @@ def _selection(request: web.Request, principal: Principal, source=None) -> Selec
     try:
         period = Period.month(text)
     except ValueError:
-        raise _BadSelection(_("统计月份应写成“年-月”，例如 2026-11。")) from None
+        raise _refuse(request, principal, _("统计月份应写成“年-月”，例如 2026-11。")) from None
     unit = source.get("unit") or None
     if principal.role == Role.HANDLER:
         if unit not in (None, principal.unit_code):
-            raise _BadSelection(_("承办人员只能查看本单位的统计。"))
+            raise _refuse(request, principal, _("承办人员只能查看本单位的统计。"))
         unit = principal.unit_code
     directory = request.app[CONTAINER].directory
     if unit is not None and not directory.has_unit(unit):
-        raise _BadSelection(_("没有这个单位。"))
+        raise _refuse(request, principal, _("没有这个单位。"))
     start = request.app[CONTAINER].settings.reports.campaign_start
     if period.end < start:
-        raise _BadSelection(_("专项治理自 {day} 开始，请选择之后的月份。").format(day=start.isoformat()))
+        raise _refuse(request, principal, _("专项治理自 {day} 开始，请选择之后的月份。").format(day=start.isoformat()))
     return Selection(period, ReportScope(unit))
 
 
@@ -113,8 +111,10 @@ def _unit_choices(request: web.Request, principal: Principal) -> list[tuple[str,
     return [(u.code, (u.name_en or u.name) if language == "en" else u.name) for u in units]
 
 
-def _bad_selection(request: web.Request, principal: Principal, message: str, back: str) -> web.Response:
-    return _error(request, principal, 400, _tr(request)("参数无效"), message, back=back)
+def _refuse(request: web.Request, principal: Principal, message: str) -> web.HTTPBadRequest:
+    back = "/dashboard" if request.path == "/dashboard" else "/reports"
+    page = _error(request, principal, 400, _tr(request)("参数无效"), message, back=back)
+    return web.HTTPBadRequest(text=page.text, content_type="text/html")
 
 
 # -- the dashboard ------------------------------------------------------------------------------------
@@ -122,16 +122,15 @@ def _bad_selection(request: web.Request, principal: Principal, message: str, bac
 
 async def dashboard(request: web.Request) -> web.Response:
     principal = _require(request)
-    try:
-        selection = _selection(request, principal)
-    except _BadSelection as bad:
-        return _bad_selection(request, principal, str(bad), "/dashboard")
-    reports = request.app[CONTAINER].reports
+    selection = _selection(request, principal)
+    container = request.app[CONTAINER]
+    reports = container.reports
     figures = await reports.figures(selection.scope, selection.period)
+    charts = _charts(request, figures, container.settings.reports.campaign_start)
     return _page(request, principal, "dashboard.html", figures=figures, selection=selection,
-                 units=_unit_choices(request, principal), charts=_charts(request, figures, request.app[CONTAINER].settings.reports.campaign_start),
+                 units=_unit_choices(request, principal), charts=charts,
                  kind_names=_names(request, KIND_NAMES), channel_names=_names(request, CHANNEL_NAMES),
-                 outcome_names=_names(request, OUTCOMES), clock_name=_clock_namer(request),
+                 outcome_names=_names(request, OUTCOMES), clock_name=functools.partial(_clock_name, request),
                  stats_fields=STATS_DATA_FIELDS, stats_values=reports.form_values(figures),
                  own_registry=reports.registry_is_the_units(selection.scope),
                  unit_name=_unit_namer(request), subject_types=_subject_type_names(request),
@@ -182,20 +181,6 @@ def _unit_namer(request: web.Request):
     return name
 
 
-def _clock_namer(request: web.Request):
-    policy = request.app[CONTAINER].policy
-    language = request_language(request)
-
-    def name(clock_id: str) -> str:
-        try:
-            clock = policy.clock(clock_id)
-        except KeyError:
-            return clock_id
-        return clock.label_en if language == "en" and clock.label_en else clock.label_zh
-
-    return name
-
-
 def _subject_type_names(request: web.Request) -> dict[str, str]:
     from web.console.subjects import TYPE_NAMES
 
@@ -206,13 +191,11 @@ def _subject_type_names(request: web.Request) -> dict[str, str]:
 
 
 async def forms_page(request: web.Request, *, selection: Selection | None = None, problems: list[str] | None = None,
-                     entered: dict | None = None, violations=None, status: int = 200) -> web.Response:
+                     problems_title: str = "", entered: dict | None = None, violations=None,
+                     status: int = 200) -> web.Response:
     principal = _require(request)
     if selection is None:
-        try:
-            selection = _selection(request, principal)
-        except _BadSelection as bad:
-            return _bad_selection(request, principal, str(bad), "/reports")
+        selection = _selection(request, principal)
     reports = request.app[CONTAINER].reports
     stats = await reports.stats_values(selection.scope, selection.period)
     rows, monthly = await reports.monthly_rows(selection.scope, selection.period)
@@ -224,7 +207,7 @@ async def forms_page(request: web.Request, *, selection: Selection | None = None
         form_inputs=MONTHLY_FORM_INPUTS, focus_titles=FOCUS_AREA_TITLES,
         row_labels={f.key: GROUP_OF.get(f.key, "") + f.label for f in MONTHLY_ROW_INPUTS},
         violations=violations if violations is not None else check_monthly(rows),
-        problems=problems or [], entered=entered or {},
+        problems=problems or [], problems_title=problems_title, entered=entered or {},
     )
 
 
@@ -240,10 +223,7 @@ async def _save(request: web.Request, form: str) -> web.StreamResponse:
     principal = _require(request)
     _ = _tr(request)
     post = await request.post()
-    try:
-        selection = _selection(request, principal, post)
-    except _BadSelection as bad:
-        return _bad_selection(request, principal, str(bad), "/reports")
+    selection = _selection(request, principal, post)
     if not _may_edit(principal, selection.scope):
         return _error(request, principal, 403, _("无权操作"), _("只有消保分局和本单位承办人员可以填写统计数据。"),
                       back=f"/reports?{selection.query()}")
@@ -261,17 +241,14 @@ async def _save(request: web.Request, form: str) -> web.StreamResponse:
     except InputError as exc:
         # nothing was stored: the page comes back with what was typed and every problem named
         return await forms_page(request, selection=selection, problems=exc.texts(_), entered=dict(post),
-                                status=400)
+                                problems_title=_("未保存，请改正："), status=400)
     anchor = "#stats" if form == "stats" else "#monthly"
     raise redirect_with_flash(request, f"/reports?{selection.query()}{anchor}", _("已保存。"))
 
 
 async def export_stats(request: web.Request) -> web.StreamResponse:
     principal = _require(request)
-    try:
-        selection = _selection(request, principal)
-    except _BadSelection as bad:
-        return _bad_selection(request, principal, str(bad), "/reports")
+    selection = _selection(request, principal)
     export = await request.app[CONTAINER].reports.export_stats(selection.scope, selection.period, principal.id)
     return _xlsx(export)
 
@@ -279,10 +256,7 @@ async def export_stats(request: web.Request) -> web.StreamResponse:
 async def export_monthly(request: web.Request) -> web.StreamResponse:
     principal = _require(request)
     post = await request.post()
-    try:
-        selection = _selection(request, principal, post)
-    except _BadSelection as bad:
-        return _bad_selection(request, principal, str(bad), "/reports")
+    selection = _selection(request, principal, post)
     reason = _field(post, "override_reason", 2000) or None
     try:
         export = await request.app[CONTAINER].reports.export_monthly(selection.scope, selection.period,
@@ -290,6 +264,7 @@ async def export_monthly(request: web.Request) -> web.StreamResponse:
     except RulesViolated as exc:
         _ = _tr(request)
         return await forms_page(request, selection=selection, violations=exc.violations, status=409,
+                                problems_title=_("未导出："),
                                 problems=[_("月报表不符合表内逻辑关系，请修改后再导出，或写明理由后导出。")])
     return _xlsx(export)
 
