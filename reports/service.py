@@ -75,9 +75,11 @@ class ReportService:
             return None
         return tuple(self._directory.unit(scope.unit_code).streets)
 
-    async def stats_values(self, scope: ReportScope, period: Period) -> dict[str, object]:
-        """附件1: the figures from the cases and the entered ones, by field key."""
-        figures = await self.figures(scope, period)
+    async def stats_values(self, scope: ReportScope, period: Period,
+                           figures: Figures | None = None) -> dict[str, object]:
+        """附件1: the figures from the cases and the entered ones, by field key (`figures`: already computed
+        for the same scope and period)."""
+        figures = figures or await self.figures(scope, period)
         entered = await self.inputs.stats(period.key, _unit_key(scope))
         return {"other_channel_description": DEFAULT_OTHER_CHANNEL, **entered, **self.form_values(figures)}
 
@@ -89,9 +91,10 @@ class ReportService:
             values.update(dict.fromkeys(SUBJECT_FIELDS))
         return values
 
-    async def monthly_rows(self, scope: ReportScope, period: Period) -> tuple[list[MonthlyRow], MonthlyInputs]:
+    async def monthly_rows(self, scope: ReportScope, period: Period,
+                           figures: Figures | None = None) -> tuple[list[MonthlyRow], MonthlyInputs]:
         """附件2: one row per focus area; found and solved are the cases' plus what staff added."""
-        figures = await self.figures(scope, period)
+        figures = figures or await self.figures(scope, period)
         entered = await self.inputs.monthly(period.key, _unit_key(scope))
         counted = {row.focus_area: row for row in figures.focus_rows}
         rows = []

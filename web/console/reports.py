@@ -197,8 +197,9 @@ async def forms_page(request: web.Request, *, selection: Selection | None = None
     if selection is None:
         selection = _selection(request, principal)
     reports = request.app[CONTAINER].reports
-    stats = await reports.stats_values(selection.scope, selection.period)
-    rows, monthly = await reports.monthly_rows(selection.scope, selection.period)
+    figures = await reports.figures(selection.scope, selection.period)
+    stats = await reports.stats_values(selection.scope, selection.period, figures)
+    rows, monthly = await reports.monthly_rows(selection.scope, selection.period, figures)
     return _page(
         request, principal, "reports.html", status=status, selection=selection,
         units=_unit_choices(request, principal), may_edit=_may_edit(principal, selection.scope),
