@@ -108,7 +108,7 @@ MESSAGE_COLUMNS = ["id", "case_id", "direction", "body", "is_reply", "info_reque
 
 @dataclass
 class Enrichment:
-    """What the steps share: the next ids, the time the seed took as now, who acts."""
+    """What the enrichment steps share: the next ids, now, the staff who act, unit codes, clock bases."""
 
     seed: int
     ids: dict[str, int]
@@ -132,7 +132,7 @@ async def enrich(container: Container, writer: Writer, seed: int, staff_ids: lis
         last = await conn.scalar(select(func.coalesce(func.max(Case.id), 0)))
         codes = dict((await conn.execute(select(Unit.id, Unit.code))).all())
     if all(done >= last for done in marker.values()):
-        return {"enriched": 0}
+        return {"enriched_to": last, "added": 0}
     basis = {}
     for clock in ("complaint_acceptance", "complaint_mediation", "tipoff_check", "informant_notice", "transfer"):
         try:
