@@ -184,10 +184,12 @@ async def export_csv(request: web.Request) -> web.StreamResponse:
         async for batch in queries.export_batches(case_scope(principal), filters):
             await response.write(csv_lines([value(row, names) for _label, value in COLUMNS] for row in batch))
             rows += len(batch)
-        await response.write_eof()
         complete = True
     except ConnectionResetError:  # the download was broken off; what was sent is still recorded
         log.info("console export by %s broken off after %d rows", principal.username, rows)
     finally:
         await store.audit_export(principal.id, {"filter": filter_record(filters), "rows": rows, "complete": complete})
+    # the file ends only once its export is in the audit log: a client holding the whole file can rely on it
+    if complete:
+        await response.write_eof()
     return response
