@@ -736,27 +736,35 @@ async def run(args) -> None:
             print(json.dumps(result, ensure_ascii=False), flush=True)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def database_arguments(parser: argparse.ArgumentParser, database: str) -> None:
+    """The options every bench on a seeded database takes (bench/reports.py too)."""
     parser.add_argument("--database-url", required=True,
-                        help="a database of the bench's own: postgresql+asyncpg://user@host:5432/qinglang_bench "
+                        help=f"a database of the bench's own: postgresql+asyncpg://user@host:5432/{database} "
                              "(created when missing) or sqlite+aiosqlite:///path.db")
-    parser.add_argument("--cases", type=int, action="append",
-                        help="database size to measure at; repeat for several (ascending; each tops up the last)")
-    parser.add_argument("--requests", type=int, default=50, help="timed requests per page (default 50)")
     parser.add_argument("--reset", action="store_true", help="empty every table of the database first")
-    parser.add_argument("--explain", action="store_true", help="EXPLAIN ANALYZE the queue's queries (PostgreSQL)")
-    parser.add_argument("--handler-unit", default="suo_yongzhong", help="the station of the handler user")
-    parser.add_argument("--word", default=DEFAULT_WORD, help=f"text of the filtered queue (default {DEFAULT_WORD})")
     parser.add_argument("--seed", type=int, default=1, help="random seed of the generated data")
     parser.add_argument("--nlu-cache-dir", type=Path,
                         default=ROOT / "data" / "nlu" if (ROOT / "data" / "nlu").is_dir() else None,
                         help="trained classifier cache (default: data/nlu of the checkout, if present)")
+
+
+def parse_database_arguments(parser: argparse.ArgumentParser) -> argparse.Namespace:
     args = parser.parse_args()
     args.cases = args.cases or [100_000]
     args.database_url = normalise_database_url(args.database_url)
-    asyncio.run(run(args))
+    return args
 
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    database_arguments(parser, "qinglang_bench")
+    parser.add_argument("--cases", type=int, action="append",
+                        help="database size to measure at; repeat for several (ascending; each tops up the last)")
+    parser.add_argument("--requests", type=int, default=50, help="timed requests per page (default 50)")
+    parser.add_argument("--explain", action="store_true", help="EXPLAIN ANALYZE the queue's queries (PostgreSQL)")
+    parser.add_argument("--handler-unit", default="suo_yongzhong", help="the station of the handler user")
+    parser.add_argument("--word", default=DEFAULT_WORD, help=f"text of the filtered queue (default {DEFAULT_WORD})")
+    asyncio.run(run(parse_database_arguments(parser)))
 
 if __name__ == "__main__":
     main()

@@ -67,9 +67,11 @@ from bench.console import (  # noqa: E402
     KEY_LINE,
     TRIAGE_USER,
     Writer,
+    database_arguments,
     ensure_database,
     ensure_staff,
     ensure_subjects,
+    parse_database_arguments,
     reset,
     row_counts,
     seed_to,
@@ -78,7 +80,7 @@ from bench.console import (  # noqa: E402
 from db import migrate  # noqa: E402
 from db.models import Base, Case, CaseEvent, CaseUnit, Unit  # noqa: E402
 from qinglang.bootstrap import Container, build_container  # noqa: E402
-from qinglang.settings import Settings, load_settings, normalise_database_url  # noqa: E402
+from qinglang.settings import Settings, load_settings  # noqa: E402
 from reports.period import Period, ReportScope  # noqa: E402
 from reports.service import ReportService  # noqa: E402
 from routing.sync import sync_units  # noqa: E402
@@ -590,9 +592,7 @@ async def run(args) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--database-url", required=True,
-                        help="a database of the bench's own: postgresql+asyncpg://user@host:5432/bench_reports "
-                             "(created when missing) or sqlite+aiosqlite:///path.db")
+    database_arguments(parser, "bench_reports")
     parser.add_argument("--cases", type=int, action="append",
                         help="database size to measure at (default 100000); repeat for several (each tops up "
                              "the last; a database already holding that many is reused)")
@@ -604,20 +604,11 @@ def main() -> None:
                         help="override QINGLANG_CAMPAIGN_START (default: the setting, 2024-05-14 unless set)")
     parser.add_argument("--station", default="suo_yongzhong", help="the station measured (and the handler's unit)")
     parser.add_argument("--branch", default="xiaobao", help="the branch measured (default xiaobao, 消保分局)")
-    parser.add_argument("--reset", action="store_true", help="empty every table of the database first")
     parser.add_argument("--explain", action="store_true",
                         help="EXPLAIN ANALYZE the slowest statements of compute_figures per scope (PostgreSQL)")
     parser.add_argument("--explain-top", type=int, default=5, help="statements explained per scope (default 5)")
     parser.add_argument("--no-console", action="store_true", help="skip GET /dashboard and /reports")
-    parser.add_argument("--seed", type=int, default=1, help="random seed of the generated data")
-    parser.add_argument("--nlu-cache-dir", type=Path,
-                        default=ROOT / "data" / "nlu" if (ROOT / "data" / "nlu").is_dir() else None,
-                        help="trained classifier cache (default: data/nlu of the checkout, if present)")
-    args = parser.parse_args()
-    args.cases = args.cases or [100_000]
-    args.database_url = normalise_database_url(args.database_url)
-    asyncio.run(run(args))
-
+    asyncio.run(run(parse_database_arguments(parser)))
 
 if __name__ == "__main__":
     main()

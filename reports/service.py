@@ -5,7 +5,7 @@ the monthly form's logic rules checked first (a refused export can be overridden
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 from zoneinfo import ZoneInfo
 
 from db.models import CaseEvent
@@ -140,12 +140,8 @@ class ReportService:
             data["override_reason"] = reason
         async with self._uow() as uow:
             uow.session.add(CaseEvent(case_id=None, actor_type="staff" if staff_id else "system", actor_id=staff_id,
-                                      action="report_export", note=reason, data=data, created_at=self._now()))
+                                      action="report_export", note=reason, data=data, created_at=self._clock.now()))
             await uow.commit()
-
-    def _now(self) -> datetime:
-        return self._clock.now()
-
 
 def _unit_key(scope: ReportScope) -> str:
     return scope.unit_code or BUREAU

@@ -193,7 +193,7 @@ async def post_transition(request: web.Request) -> web.Response:
     except StaleDataError:
         raise ApiError(409, "conflict", "the case was changed by someone else at the same time; reload it and retry") from None
     except DomainError as exc:
-        raise ApiError(422, "domain_error", str(exc), field=_refused_fact(change, detail.case.outcome)) from None
+        raise ApiError(422, "domain_error", str(exc), field=getattr(exc, "field", None)) from None
     log.info("api case %s: %s by %s -> %s", view.number, action.value, principal.username, view.status.value)
     duplicate_of = await _duplicate_of(container, case_id) if action == Action.DUPLICATE else None
     return json_response(case_state(container, principal, view, duplicate_of=duplicate_of))
@@ -585,27 +585,6 @@ CLOSING_FIELDS = tuple(f.name for f in dataclasses.fields(ClosingFacts))  # Clos
 
 def _closing_facts(change: s.CloseIn) -> ClosingFacts:
     return ClosingFacts(**{name: getattr(change, name) for name in CLOSING_FIELDS})
-
-
-def _refused_fact(change, outcome: str | None) -> str | None:
-    """The field a refused close is about, found with the service's own rule (ClosingFacts.validated): 立案
-    contradicting the outcome, or a fine or confiscation without 立案. None: the facts were not the reason."""
-    if not isinstance(change, s.CloseIn):
-        return None
-    facts = _closing_facts(change)
-    if _facts_fit(facts, outcome):
-        return None
-    if not _facts_fit(dataclasses.replace(facts, fine_fen=None, confiscation_fen=None), outcome):
-        return "filed"
-    return "fine_fen" if change.fine_fen else "confiscation_fen"
-
-
-def _facts_fit(facts: ClosingFacts, outcome: str | None) -> bool:
-    try:
-        facts.validated(outcome)
-    except DomainError:
-        return False
-    return True
 
 
 def _check_cursor(cursor: str) -> None:

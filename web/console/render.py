@@ -115,6 +115,7 @@ def environment(language: str) -> jinja2.Environment:
     env.install_gettext_translations(translations(language), newstyle=False)  # type: ignore[attr-defined]
     env.filters.update(
         yuan=format_yuan,
+        amount=format_amount,
         filesize=format_size,
         mask_phone=mask_phone,
         percent=lambda v: "" if v is None else f"{v * 100:.0f}%",
@@ -199,10 +200,15 @@ def format_day(day: date | None) -> str:
     return day.isoformat() if day else ""
 
 
-def format_yuan(fen: int | None) -> str:
+def format_amount(fen: int | None) -> str:
+    """An amount in fen as yuan with thousands separators and two decimals: 16,000.00."""
     if fen is None:
         return ""
-    return f"¥{fen // 100:,}.{fen % 100:02d}"
+    return f"{fen // 100:,}.{fen % 100:02d}"
+
+
+def format_yuan(fen: int | None) -> str:
+    return "" if fen is None else "¥" + format_amount(fen)
 
 
 def format_size(size: int | None) -> str:
