@@ -5,6 +5,13 @@ the way, checked against a size limit and a list of accepted types, and then
 moved atomically to ``root/<sha[:2]>/<sha[2:4]>/<sha>``.  The type is decided
 from the *content* only; the name the consumer gave the file is kept as
 metadata and never reaches a path.
+
+Images (JPEG, PNG, GIF, WebP) are decoded under limits before they are kept
+(intake.images); one that is too large or does not decode is refused.  Beside
+the original, which stays as uploaded (the record: its sha256 is its name),
+the store keeps the copy staff are shown, without location and other metadata,
+at ``root/.staff/<sha[:2]>/<sha[2:4]>/<sha>``; for an upload older than this
+copy it is made on first view (``staff_copy``).
 """
 
 from __future__ import annotations
@@ -13,9 +20,12 @@ import asyncio
 import codecs
 import hashlib
 import io
+import logging
 import os
 import re
+import shutil
 import tempfile
+import threading
 import unicodedata
 import zipfile
 from collections.abc import AsyncIterable, Callable
@@ -25,6 +35,15 @@ from typing import BinaryIO
 
 import puremagic
 
+from intake.images import (
+    IMAGE_FORMATS,
+    ImageLimits,
+    ImageTooLarge,
+    ImageUnreadable,
+    StaffCopy,
+    write_staff_copy,
+)
+from qinglang.durable import fsync_dir
 from qinglang.errors import ConfigError, QinglangError
 
 __all__ = [
@@ -33,6 +52,8 @@ __all__ = [
     "DOCX",
     "XLSX",
     "EvidenceEmpty",
+    "EvidenceImageTooLarge",
+    "EvidenceImageUnreadable",
     "EvidenceLimits",
     "EvidenceRejected",
     "EvidenceStore",
@@ -97,6 +118,10 @@ _TEXT_CONTROL_RE = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f]")
 _HEAD_BYTES = 8192
 _BLOCK = 1024 * 1024
 _INCOMING = ".incoming"
+_STAFF = ".staff"
+_DECODING_AT_ONCE = 2  # decoded images take memory (4 bytes a pixel): a few at a time
+
+log = logging.getLogger("qinglang.evidence")
 
 
 # --------------------------------------------------------------------------- errors
@@ -132,6 +157,22 @@ class EvidenceEmpty(EvidenceRejected):
         super().__init__("文件是空的（0 字节），请重新选择文件后提交 (empty file)")
 
 
+class EvidenceImageTooLarge(EvidenceRejected):
+    def __init__(self, limits: ImageLimits) -> None:
+        self.limits = limits
+        super().__init__(
+            f"图片尺寸过大：每张图片不超过 {limits.max_pixels / 10_000:g} 万像素、边长不超过 {limits.max_side} 像素，"
+            f"动图不超过 {limits.max_frames} 帧；请缩小或截取后重新提交"
+            f" (image too large: at most {limits.max_pixels} pixels, {limits.max_side} pixels a side,"
+            f" {limits.max_frames} frames)"
+        )
+
+
+class EvidenceImageUnreadable(EvidenceRejected):
+    def __init__(self) -> None:
+        super().__init__("图片文件已损坏或不完整，无法打开；请重新截图或导出后再提交 (image cannot be decoded)")
+
+
 def _human_size(n: int) -> str:
     for unit, size in (("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
         if n >= size:
@@ -153,6 +194,7 @@ def _accepted_list(allowed: frozenset[str]) -> str:
 class EvidenceLimits:
     max_bytes: int = DEFAULT_MAX_BYTES
     allowed_types: frozenset[str] = field(default=DEFAULT_ALLOWED_TYPES)
+    images: ImageLimits = field(default_factory=ImageLimits)
 
     def __post_init__(self) -> None:
         if isinstance(self.max_bytes, bool) or not isinstance(self.max_bytes, int) or self.max_bytes <= 0:
@@ -160,6 +202,8 @@ class EvidenceLimits:
         if isinstance(self.allowed_types, str):
             raise TypeError("allowed_types must be a collection of MIME types, not a string")
         object.__setattr__(self, "allowed_types", frozenset(self.allowed_types))
+        if not isinstance(self.images, ImageLimits):
+            raise TypeError(f"images must be ImageLimits, got {type(self.images).__name__}")
 
 
 @dataclass(frozen=True)
@@ -423,24 +467,12 @@ class _Sink:
         self.text.feed(b"", final=True)
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 class EvidenceStore:
     def __init__(self, root: Path, limits: EvidenceLimits | None = None) -> None:
         self.root = Path(root).expanduser().absolute()
         self.limits = limits if limits is not None else EvidenceLimits()
         self._incoming = self.root / _INCOMING
+        self._decoding = threading.BoundedSemaphore(_DECODING_AT_ONCE)
         try:
             self._incoming.mkdir(parents=True, exist_ok=True)
             fd, probe = tempfile.mkstemp(dir=self._incoming, prefix="probe-")
@@ -459,6 +491,11 @@ class EvidenceStore:
         if not isinstance(sha256, str) or not _SHA256_RE.fullmatch(sha256):
             raise ValueError(f"not a sha256 hex digest (64 lowercase hex): {sha256!r:.80}")
         return self.root / sha256[:2] / sha256[2:4] / sha256
+
+    def staff_path_for(self, sha256: str) -> Path:
+        """Where the copy of an image for staff (no metadata) is kept; see staff_copy()."""
+        self.path_for(sha256)  # the same check of the digest
+        return self.root / _STAFF / sha256[:2] / sha256[2:4] / sha256
 
     def exists(self, sha256: str) -> bool:
         return self.path_for(sha256).is_file()
@@ -544,14 +581,99 @@ class EvidenceStore:
             raise EvidenceTypeNotAllowed(mime, self.limits.allowed_types)
         sha = sink.hash.hexdigest()
         dest = self.path_for(sha)
-        dest.parent.mkdir(parents=True, exist_ok=True)
         duplicate = dest.is_file() and dest.stat().st_size == sink.size
-        if duplicate:
-            tmp.unlink()
-        else:
-            # Missing, or damaged (wrong size): the fresh copy takes its place.
-            os.replace(tmp, dest)
-            _fsync_dir(dest.parent)
+        prepared: Path | None = None
+        copy_for_staff = mime in IMAGE_FORMATS and not (duplicate and self.staff_path_for(sha).is_file())
+        if copy_for_staff:
+            prepared = self._prepare_staff_copy(tmp, mime)  # refuses an image that does not decode safely
+        elif mime.startswith("image/") and mime not in IMAGE_FORMATS:
+            log.info("evidence %s: %s is not decoded here; staff get only the original, on request", sha[:12], mime)
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            if duplicate:
+                tmp.unlink()
+            else:
+                # Missing, or damaged (wrong size): the fresh copy takes its place.
+                os.replace(tmp, dest)
+                fsync_dir(dest.parent)
+            if copy_for_staff:
+                self._install_staff_copy(sha, prepared)
+                prepared = None
+        finally:
+            if prepared is not None:
+                prepared.unlink(missing_ok=True)
         return StoredFile(
             sha256=sha, size=sink.size, mime=mime, path=dest, original_name=name, duplicate=duplicate
         )
+
+    # -- the copy staff see ------------------------------------------------
+
+    async def staff_copy(self, sha256: str, mime: str) -> Path | None:
+        """The file to show staff for stored evidence of type `mime` (as detected when it was stored).
+
+        An image: its copy without metadata, made now if the upload is older than such copies. Other
+        types: the original (documents and videos are served as uploaded; nothing is stripped from
+        them). None: an image no safe copy can be made of (it does not decode under the limits, or it
+        is of a type not decoded here, such as HEIC); staff then get only the original, on an explicit
+        request. FileNotFoundError when the original is missing.
+        """
+        return await asyncio.to_thread(self._staff_copy, sha256, mime)
+
+    def _staff_copy(self, sha256: str, mime: str) -> Path | None:
+        original = self.path_for(sha256)
+        if not original.is_file():
+            raise FileNotFoundError(original)
+        if mime not in IMAGE_FORMATS:
+            return None if mime.startswith("image/") else original
+        staff = self.staff_path_for(sha256)
+        if staff.is_file():
+            return staff
+        try:
+            prepared = self._prepare_staff_copy(original, mime)
+        except EvidenceRejected as exc:
+            log.warning("evidence %s (%s): no copy for staff, the original is not shown: %s", sha256[:12], mime, exc)
+            return None
+        try:
+            self._install_staff_copy(sha256, prepared)
+        finally:
+            if prepared is not None:
+                prepared.unlink(missing_ok=True)
+        return staff
+
+    def _prepare_staff_copy(self, source: Path, mime: str) -> Path | None:
+        """The staff copy of the image at `source`, in a temporary file; None when the image itself
+        has nothing to strip. Raises EvidenceImageTooLarge / EvidenceImageUnreadable."""
+        fd, name = tempfile.mkstemp(dir=self._incoming, prefix="staff-", suffix=".part")
+        prepared = Path(name)
+        try:
+            with self._decoding, os.fdopen(fd, "wb") as out:
+                outcome = write_staff_copy(source.read_bytes(), mime, out, self.limits.images)
+                out.flush()
+                os.fsync(out.fileno())
+        except BaseException as exc:
+            prepared.unlink(missing_ok=True)
+            if isinstance(exc, ImageTooLarge):
+                raise EvidenceImageTooLarge(self.limits.images) from None
+            if isinstance(exc, ImageUnreadable):
+                raise EvidenceImageUnreadable() from None
+            raise
+        if outcome is StaffCopy.SAME:
+            prepared.unlink()
+            return None
+        return prepared
+
+    def _install_staff_copy(self, sha256: str, prepared: Path | None) -> None:
+        """Put the prepared copy in place; None: the stored original is its own staff copy (linked)."""
+        staff = self.staff_path_for(sha256)
+        staff.parent.mkdir(parents=True, exist_ok=True)
+        if prepared is None:
+            fd, name = tempfile.mkstemp(dir=self._incoming, prefix="staff-", suffix=".link")
+            os.close(fd)
+            prepared = Path(name)
+            prepared.unlink()
+            try:
+                os.link(self.path_for(sha256), prepared)
+            except OSError:  # a file system without hard links
+                shutil.copyfile(self.path_for(sha256), prepared)
+        os.replace(prepared, staff)  # atomic: two first views at once both end with a whole copy
+        fsync_dir(staff.parent)

@@ -111,7 +111,8 @@ async def test_openapi_document_is_public_and_derived_from_the_models(api):
         ("/api/v1/cases/{number}", "get"), ("/api/v1/cases/{number}/transitions", "post"),
         ("/api/v1/cases/{number}/messages", "post"), ("/api/v1/cases/{number}/assignment", "post"),
         ("/api/v1/cases/{number}/subjects", "post"), ("/api/v1/cases/{number}/subjects/{subject_id}", "delete"),
-        ("/api/v1/cases/{number}/rating", "post"),
+        ("/api/v1/cases/{number}/rating", "post"), ("/api/v1/cases/{number}/evidence/{sha256}", "get"),
+        ("/api/v1/cases/{number}/evidence/{sha256}/original", "get"),
     }
     schemas = doc["components"]["schemas"]
     ref = "#/components/schemas/{model}"

@@ -27,7 +27,9 @@ from intake.evidence import (
     sanitize_original_name,
     sniff_mime,
 )
+from intake.images import IMAGE_FORMATS
 from qinglang.errors import ConfigError, QinglangError
+from tests.fakes.images import photo
 
 # --------------------------------------------------------------------------- sample files
 
@@ -47,8 +49,7 @@ def make_png(width: int = 2, height: int = 2, colour: bytes = b"\xff\x00\x00") -
 
 
 def make_jpeg() -> bytes:
-    app0 = b"\xff\xe0" + struct.pack(">H", 16) + b"JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00"
-    return b"\xff\xd8" + app0 + b"\xff\xdb\x00\x43\x00" + bytes(range(64)) + b"\xff\xd9"
+    return photo(8, 8, exif=False)  # images are decoded before they are kept: a real one
 
 
 def make_pdf() -> bytes:
@@ -107,8 +108,8 @@ ACCEPTED = [
     ("mov", make_ftyp(b"qt  ", [b"qt  "]), "video/quicktime"),
     ("m4a", make_ftyp(b"M4A ", [b"M4A ", b"mp42", b"isom"]), "audio/mp4"),
     ("heic", make_ftyp(b"heic", [b"mif1", b"heic"]), "image/heic"),
-    ("gif", b"GIF89a\x01\x00\x01\x00\x00\x00\x00;", "image/gif"),
-    ("webp", b"RIFF\x1a\x00\x00\x00WEBPVP8 \x0e\x00\x00\x00" + bytes(14), "image/webp"),
+    ("gif", photo(2, 2, fmt="GIF", exif=False), "image/gif"),
+    ("webp", photo(2, 2, fmt="WEBP", exif=False), "image/webp"),
     ("mp3-id3", b"ID3\x03\x00\x00\x00\x00\x00\x00" + b"\xff\xfb\x90\x64" + bytes(200), "audio/mpeg"),
     ("mp3-frame", b"\xff\xfb\x90\x64" + bytes(400), "audio/mpeg"),
     ("ogg", b"OggS\x00\x02" + bytes(22) + b"\x01\x1e\x01vorbis" + bytes(30), "audio/ogg"),
@@ -162,7 +163,8 @@ async def test_accepted_types_detected_and_stored(store: EvidenceStore, label, d
     assert stored.path == _content_path(store.root, data)
     assert stored.path.read_bytes() == data
     assert stored.duplicate is False
-    assert files_under(store.root) == {stored.path}
+    staff_copy = {store.staff_path_for(stored.sha256)} if mime in IMAGE_FORMATS else set()
+    assert files_under(store.root) == {stored.path} | staff_copy
 
 
 @pytest.mark.parametrize(("label", "data", "detected"), REFUSED, ids=[r[0] for r in REFUSED])
@@ -296,7 +298,7 @@ async def test_duplicates_stored_once(store: EvidenceStore):
     assert second.duplicate is True
     assert second.path == first.path and second.sha256 == first.sha256
     assert second.original_name == "b.jpg"
-    assert files_under(store.root) == {first.path}
+    assert files_under(store.root) == {first.path, store.staff_path_for(first.sha256)}
 
 
 async def test_damaged_copy_is_replaced_by_upload(store: EvidenceStore):

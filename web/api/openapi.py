@@ -81,6 +81,10 @@ NUMBER_PARAMETER = {
     "name": "number", "in": "path", "required": True, "description": "the case number", "example": "LW-2026-000001",
     "schema": {"type": "string", "pattern": r"^[A-Za-z0-9_-]{1,32}$"},
 }
+SHA256_PARAMETER = {
+    "name": "sha256", "in": "path", "required": True, "description": "SHA-256 of the file, as the case lists it",
+    "schema": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+}
 SUBJECT_PARAMETER = {
     "name": "subject_id", "in": "path", "required": True, "description": "id of an entry of the subject registry",
     "schema": {"type": "integer", "minimum": 1, "maximum": s.MAX_ID},
@@ -271,6 +275,32 @@ def document() -> dict[str, Any]:
                     "200": {"description": "unlinked; the case's subjects",
                             "content": {"application/json": {"schema": ref(s.CaseSubjects, "serialization")}}},
                     **_pick("401", "403", "404", "409"),
+                },
+            },
+        },
+        "/api/v1/cases/{number}/evidence/{sha256}": {
+            "get": {
+                "operationId": "getEvidence",
+                "summary": "An evidence file as staff see it: images without EXIF, GPS and other metadata",
+                "description": ("409 no_safe_copy: an image that cannot be decoded safely (or of a type not decoded "
+                                "here) has no stripped copy; the original is then available from .../original."),
+                "parameters": [NUMBER_PARAMETER, SHA256_PARAMETER],
+                "responses": {
+                    "200": {"description": "the file", "content": {"*/*": {"schema": {"type": "string",
+                                                                                   "format": "binary"}}}},
+                    **_pick("401", "404", "409"),
+                },
+            },
+        },
+        "/api/v1/cases/{number}/evidence/{sha256}/original": {
+            "get": {
+                "operationId": "getEvidenceOriginal",
+                "summary": "An evidence file exactly as uploaded, metadata included; every download is audited",
+                "parameters": [NUMBER_PARAMETER, SHA256_PARAMETER],
+                "responses": {
+                    "200": {"description": "the file as uploaded",
+                            "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}}},
+                    **_pick("401", "404"),
                 },
             },
         },

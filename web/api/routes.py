@@ -33,6 +33,7 @@ from nlu.text import NluInputError
 from qinglang.bootstrap import Container
 from routing.directory import Scope
 from routing.rules import MerchantLocation
+from web import evidence_files
 from web.access import case_scope, may_act, may_see_identity
 from web.accounts import Role
 from web.api import schemas as s
@@ -77,6 +78,8 @@ def setup(app: web.Application) -> None:
     router.add_post(f"{PREFIX}/cases/{{number}}/subjects", post_subject)
     router.add_delete(f"{PREFIX}/cases/{{number}}/subjects/{{subject_id:[0-9]{{1,19}}}}", delete_subject)
     router.add_post(f"{PREFIX}/cases/{{number}}/rating", post_rating)
+    router.add_get(f"{PREFIX}/cases/{{number}}/evidence/{{sha256:[0-9a-f]{{64}}}}", get_evidence)
+    router.add_get(f"{PREFIX}/cases/{{number}}/evidence/{{sha256:[0-9a-f]{{64}}}}/original", get_evidence_original)
 
 
 # -- handlers ---------------------------------------------------------------------------------------
@@ -331,6 +334,49 @@ async def post_rating(request: web.Request) -> web.Response:
     return json_response(out.model_dump(mode="json"), status=201)
 
 
+async def get_evidence(request: web.Request) -> web.StreamResponse:
+    """An evidence file as staff see it: an image without its location and other metadata."""
+    principal = authenticate(request)
+    container: Container = request.app[CONTAINER]
+    found = await _visible_evidence(request, principal)
+    try:
+        path = await container.evidence.staff_copy(found.sha256, found.mime)
+    except FileNotFoundError:
+        raise _evidence_not_found(found.sha256) from None
+    if path is None:
+        raise ApiError(409, "no_safe_copy", "no copy without metadata can be made of this image (it does not decode "
+                       "safely, or its type is not decoded here); GET .../original gives the file as uploaded, and "
+                       "that download is audited")
+    return evidence_files.file_response(path, found, original=False)
+
+
+async def get_evidence_original(request: web.Request) -> web.StreamResponse:
+    """The evidence file exactly as uploaded, metadata and all; every download is in the case's audit log."""
+    principal = authenticate(request)
+    container: Container = request.app[CONTAINER]
+    found = await _visible_evidence(request, principal)
+    path = container.evidence.path_for(found.sha256)
+    if not path.is_file():
+        raise _evidence_not_found(found.sha256)
+    await evidence_files.audit_original(container.uow, container.clock, found, principal.id, via="api")
+    log.info("api original evidence %s of %s downloaded by %s", found.sha256[:12], found.number, principal.username)
+    return evidence_files.file_response(path, found, original=True)
+
+
+async def _visible_evidence(request: web.Request, principal: Principal) -> evidence_files.CaseEvidence:
+    number, sha256 = request.match_info["number"], request.match_info["sha256"]
+    if not NUMBER.match(number):
+        raise _not_found(number)
+    found = await evidence_files.find(request.app[CONTAINER].uow, case_scope(principal), number, sha256)
+    if found is None:  # no such case, out of scope, or not a file of it: the same answer
+        raise _evidence_not_found(sha256)
+    return found
+
+
+def _evidence_not_found(sha256: str) -> ApiError:
+    return ApiError(404, "not_found", f"no evidence file {sha256[:64]!r} in a case you may see")
+
+
 # -- authentication and access ----------------------------------------------------------------------
 
 
@@ -415,7 +461,8 @@ async def _audit_identity_view(container: Container, principal: Principal, detai
     async with container.uow() as uow:
         uow.session.add(CaseEvent(
             case_id=detail.case.id, actor_type="staff", actor_id=principal.id, action="view_personal_data",
-            data={"via": "api", "fields": ["name", "phone"]}, created_at=container.clock.now(),
+            data={"via": "api", "fields": [f for f in ("name", "phone") if getattr(detail.complainant, f)]},
+            created_at=container.clock.now(),
         ))
         await uow.commit()
 

@@ -23,6 +23,7 @@ from sqlalchemy import delete, select
 from db.models import CaseEvent, HolidayOverride, StaffSession, StaffUser, Unit
 from routing.directory import DEFAULT_UNITS_PATH, RoutingConfigError
 from routing.rules import DEFAULT_RULES_PATH, RoutingTable, active_rules_path, edited_rules_path, load_rules
+from qinglang.durable import write_atomically
 from qinglang.yamlfile import YamlError
 from web.accounts import AccountError, Role
 from web.console.render import redirect_with_flash
@@ -360,36 +361,6 @@ def _sha256(data: bytes | None) -> str | None:
     return hashlib.sha256(data).hexdigest() if data is not None else None
 
 
-def _write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """A temporary file beside `path`, flushed to disk, then renamed over it: readers (and a start-up
-    at any moment) see the old file or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    try:  # the rename itself is durable once the directory is synced (not possible everywhere)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
-
-
 def _save_file(target: Path, old_file: Path, text: str, stamp: str) -> _Saved:
     """Back the running version up beside `target` (rules.yaml.<UTC time>.bak), then write the new text."""
     try:
@@ -413,14 +384,14 @@ def _save_file(target: Path, old_file: Path, text: str, stamp: str) -> _Saved:
         else:
             raise OSError(f"too many backups named {target.name}.{stamp}*.bak")
     new = text.encode("utf-8")
-    _write_atomic(target, new, mode)
+    write_atomically(target, new, mode)
     return _Saved(target, old_file, old, new, target_existed, backup)
 
 
 def _undo_save(saved: _Saved) -> None:
     """Put the file back as it was (the audit record of the save could not be written)."""
     if saved.target_existed and saved.old is not None and saved.old_file == saved.target:
-        _write_atomic(saved.target, saved.old)
+        write_atomically(saved.target, saved.old)
     elif not saved.target_existed:
         saved.target.unlink(missing_ok=True)
     if saved.backup is not None:

@@ -42,6 +42,7 @@ from intake.status import (
 )
 from nlu.taxonomy import CATEGORIES, Kind
 from qinglang.i18n import N_
+from web import evidence_files
 from web.access import case_scope, may_act, may_reclassify, may_see_identity
 from web.accounts import Role
 from web.console.render import (
@@ -67,8 +68,6 @@ STORE = web.AppKey("console_store", ConsoleStore)
 
 PAGE_SIZE = 50
 MAX_BULK = 200
-SHA256 = re.compile(r"^[0-9a-f]{64}$")
-MIME = re.compile(r"^[a-z0-9][a-z0-9.+-]*/[a-z0-9][a-z0-9.+-]*$")
 INLINE_IMAGES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})  # never SVG
 
 # the actions the console offers, in the order of the page; withdraw belongs to the complainant.
@@ -89,6 +88,7 @@ ACTION_NAMES = {
     "resolve": N_("办结"), "reply": N_("答复投诉人"), "close": N_("关闭"), "reopen": N_("重新打开"),
     "extend": N_("延长期限"), "reclassify": N_("更改类别"), "withdraw": N_("撤回"), "create": N_("登记"),
     "view_personal_data": N_("查看个人信息"), "complainant_addition": N_("投诉人补充材料"),
+    "download_original_evidence": N_("下载证据原件"), "purge_personal_data": N_("删除个人信息（保存期满）"),
     "message": N_("发送消息"), "request_info": N_("要求补充材料"), "duplicate": N_("重复件并案"),
     "reassign": N_("调整承办单位"), "link_subject": N_("关联主体"), "unlink_subject": N_("取消关联主体"),
     "rate": N_("记录满意度评价"),
@@ -132,6 +132,8 @@ def setup(app: web.Application) -> None:
     router.add_post("/queue/transfer", bulk_transfer)
     router.add_get("/cases/{number}", case_page)
     router.add_get("/cases/{number}/evidence/{sha256}", evidence_file)
+    router.add_get("/cases/{number}/evidence/{sha256}/original", evidence_original_page)
+    router.add_post("/cases/{number}/evidence/{sha256}/original", evidence_original)
     router.add_post("/cases/{number}/actions/{action}", case_action)
     router.add_static("/static/console/", STATIC, name="console_static", append_version=False)
     from web.console import admin, export, followup, reports, subjects  # they use this module's page helpers
@@ -167,8 +169,9 @@ def _safe_next(value: str | None) -> str:
 
 
 def _field(post: MultiDictProxy, name: str, limit: int = 10_000) -> str:
+    """A form field as text; NUL dropped (PostgreSQL text cannot hold it, and no person typed it)."""
     value = post.get(name)
-    return value.strip()[:limit] if isinstance(value, str) else ""
+    return value.replace("\x00", "").strip()[:limit] if isinstance(value, str) else ""
 
 
 def _tr(request: web.Request):
@@ -332,8 +335,8 @@ def _filters(request: web.Request, unit_codes: set[str],
         due = None
     received_from = _parse_day(q.get("received_from"), problems, _("起始日期格式应为 YYYY-MM-DD"))
     received_to = _parse_day(q.get("received_to"), problems, _("截止日期格式应为 YYYY-MM-DD"))
-    text = (q.get("q") or "").strip()[:100] or None
-    platform = (q.get("platform") or "").strip()[:40] or None
+    text = (q.get("q") or "").replace("\x00", "").strip()[:100] or None
+    platform = (q.get("platform") or "").replace("\x00", "").strip()[:40] or None
     return CaseFilter(
         status=many("status", {s.value for s in Status}),
         kind=many("kind", {k.value for k in Kind}),
@@ -628,27 +631,55 @@ def _closing_rows(request: web.Request, case) -> list[tuple[str, str]]:
 
 
 async def evidence_file(request: web.Request) -> web.StreamResponse:
+    """The copy of an evidence file staff see: an image without its location and other metadata."""
     principal = _require(request)
-    number, sha256 = request.match_info["number"][:32], request.match_info["sha256"]
-    if not SHA256.match(sha256):
+    found = await _case_evidence(request, principal)
+    if found is None:
         return _not_found(request, principal)
-    found = await request.app[STORE].evidence_file(case_scope(principal), number, sha256)
-    if found is None or found.source == "link":
+    try:
+        path = await request.app[CONTAINER].evidence.staff_copy(found.sha256, found.mime)
+    except FileNotFoundError:
         return _not_found(request, principal)
-    path = request.app[CONTAINER].evidence.path_for(sha256)
+    if path is None:  # an image that cannot be made safe is not shown as it is
+        return _original_page(request, principal, found, status=409, no_safe_copy=True)
+    return evidence_files.file_response(path, found, original=False)
+
+
+async def evidence_original_page(request: web.Request) -> web.Response:
+    """What the original is and that its download is audited, with the form to download it."""
+    principal = _require(request)
+    found = await _case_evidence(request, principal)
+    if found is None or not request.app[CONTAINER].evidence.exists(found.sha256):
+        return _not_found(request, principal)
+    return _original_page(request, principal, found)
+
+
+async def evidence_original(request: web.Request) -> web.StreamResponse:
+    """The file exactly as uploaded (metadata and all), on an explicit request, in the audit log."""
+    principal = _require(request)
+    found = await _case_evidence(request, principal)
+    if found is None:
+        return _not_found(request, principal)
+    container = request.app[CONTAINER]
+    path = container.evidence.path_for(found.sha256)
     if not path.is_file():
         return _not_found(request, principal)
-    mime = found.mime if MIME.match(found.mime or "") else "application/octet-stream"
-    name = found.original_name or f"evidence-{sha256[:12]}"
-    disposition = "inline" if mime in INLINE_IMAGES else "attachment"
-    return web.FileResponse(path, headers={
-        "Content-Type": mime,
-        "Content-Disposition": f"{disposition}; filename=\"evidence-{sha256[:12]}\"; "
-                               f"filename*=UTF-8''{quote(name, safe='')}",
-        "X-Content-Type-Options": "nosniff",
-        "Content-Security-Policy": "default-src 'none'; sandbox",
-        "Cache-Control": "private, no-cache",
-    })
+    await evidence_files.audit_original(container.uow, container.clock, found, principal.id, via="console")
+    log.info("console original evidence %s of %s downloaded by %s", found.sha256[:12], found.number,
+             principal.username)
+    return evidence_files.file_response(path, found, original=True)
+
+
+async def _case_evidence(request: web.Request, principal: Principal) -> evidence_files.CaseEvidence | None:
+    number, sha256 = request.match_info["number"][:32], request.match_info["sha256"]
+    return await evidence_files.find(request.app[CONTAINER].uow, case_scope(principal), number, sha256)
+
+
+def _original_page(request: web.Request, principal: Principal, found: evidence_files.CaseEvidence, *,
+                   status: int = 200, no_safe_copy: bool = False) -> web.Response:
+    base = f"/cases/{quote(found.number)}"
+    return _page(request, principal, "evidence_original.html", status=status, evidence=found,
+                 no_safe_copy=no_safe_copy, case_href=base, action=f"{base}/evidence/{found.sha256}/original")
 
 
 def _refused(request: web.Request, principal: Principal, number: str, action: str, status: int, why: str) -> None:

@@ -13,7 +13,7 @@ from datetime import datetime
 
 from sqlalchemy import ColumnElement, and_, or_, select
 
-from db.models import Case, CaseDeadline, CaseEvent, CaseSubject, Complainant, Evidence, StaffUser, Subject, Unit
+from db.models import Case, CaseDeadline, CaseEvent, CaseSubject, Complainant, StaffUser, Subject, Unit
 from db.uow import UnitOfWorkFactory
 from intake.cases import CaseNotFound
 from intake.clock import Clock
@@ -29,14 +29,6 @@ class RowExtras:
     phones: dict[int, str | None]
     provisional: set[int]
 
-
-@dataclass(frozen=True)
-class EvidenceFile:
-    sha256: str
-    mime: str
-    size: int
-    original_name: str | None
-    source: str
 
 
 @dataclass(frozen=True)
@@ -92,18 +84,6 @@ class ConsoleStore:
             rows = (await uow.session.execute(
                 select(StaffUser.id, StaffUser.username, StaffUser.display_name).where(StaffUser.id.in_(ids)))).all()
         return {user_id: (display or username) for user_id, username, display in rows}
-
-    async def evidence_file(self, scope: ColumnElement[bool], number: str, sha256: str) -> EvidenceFile | None:
-        """The evidence row only if the case is in scope AND the file belongs to that case."""
-        async with self._uow() as uow:
-            row = await uow.session.scalar(
-                select(Evidence).join(Case, Case.id == Evidence.case_id)
-                .where(Case.number == number, scope, Evidence.sha256 == sha256)
-                .order_by(Evidence.id).limit(1)
-            )
-        if row is None:
-            return None
-        return EvidenceFile(row.sha256, row.mime, row.size, row.original_name, row.source)
 
     async def audit_identity_view(self, case_id: int, staff_id: int, fields: list[str]) -> None:
         """Every view of a complainant's name/phone/email by staff is in the audit log."""
