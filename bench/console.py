@@ -33,6 +33,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import hashlib
 import html
 import json
 import random
@@ -60,7 +62,9 @@ from sqlalchemy.engine import make_url  # noqa: E402
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine  # noqa: E402
 
 from db import migrate  # noqa: E402
+from db.crypto import bound_cipher  # noqa: E402
 from db.models import Base, Case, CaseNumberCounter, StaffUser, Subject  # noqa: E402
+from db.types import EncryptedText  # noqa: E402
 from intake.queries import CaseFilter, CaseQueries, _after, decode_cursor  # noqa: E402
 from intake.status import OUTCOMES, REJECTION_GROUNDS  # noqa: E402
 from qinglang.bootstrap import Container, build_container  # noqa: E402
@@ -172,6 +176,10 @@ class Batch:
     rows: dict[str, list[tuple]] = field(default_factory=lambda: {name: [] for name, _ in TABLES})
 
 
+ENCRYPTED_COLUMNS = frozenset(f"{table.name}.{column.name}" for table in Base.metadata.sorted_tables
+                              for column in table.columns if isinstance(column.type, EncryptedText))
+
+
 class Writer:
     """Bulk rows into one database: COPY on PostgreSQL, executemany elsewhere."""
 
@@ -185,12 +193,24 @@ class Writer:
                 raw = (await conn.get_raw_connection()).driver_connection
                 for name, columns, rows in tables:
                     if rows:
-                        await raw.copy_records_to_table(name, records=rows, columns=columns)
+                        await raw.copy_records_to_table(name, records=self._sealed(name, columns, rows),
+                                                        columns=columns)
             else:
                 meta = Base.metadata.tables
                 for name, columns, rows in tables:
                     if rows:
                         await conn.execute(insert(meta[name]), [dict(zip(columns, r, strict=True)) for r in rows])
+
+    def _sealed(self, table: str, columns: list[str], rows: list[tuple]) -> list[tuple]:
+        """COPY bypasses the column types, so personal data is encrypted here as the app would store it."""
+        cipher = bound_cipher(self.engine)
+        personal = [i for i, column in enumerate(columns) if f"{table}.{column}" in ENCRYPTED_COLUMNS]
+        if not personal:
+            return rows
+        if cipher is None:
+            raise RuntimeError("the bench's engine has no data key bound (db.crypto): build it like the app does")
+        return [tuple(cipher.encrypt(value, f"{table}.{columns[i]}") if i in personal and value is not None
+                      else value for i, value in enumerate(row)) for row in rows]
 
     async def next_ids(self) -> dict[str, int]:
         async with self.engine.connect() as conn:
@@ -694,8 +714,12 @@ async def explain(container: Container, users: dict[str, dict], word: str) -> di
 # -- main ------------------------------------------------------------------------------------------------
 
 
+# the seeded data are made up; one fixed key lets a kept bench database be read by the next run
+BENCH_DATA_KEY = base64.urlsafe_b64encode(hashlib.sha256(b"qinglang bench data key").digest()).decode()
+
+
 def settings_for(args, data_dir: Path) -> Settings:
-    overrides: dict[str, Any] = {"data_dir": data_dir, "database_url": args.database_url}
+    overrides: dict[str, Any] = {"data_dir": data_dir, "database_url": args.database_url, "data_key": BENCH_DATA_KEY}
     if args.nlu_cache_dir:
         overrides["nlu_cache_dir"] = args.nlu_cache_dir
     return load_settings(env_file=None, **overrides)

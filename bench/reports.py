@@ -63,6 +63,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine  # noqa: E402
 
 import reports.figures as figures_module  # noqa: E402
 from bench.console import (  # noqa: E402
+    BENCH_DATA_KEY,
     HANDLER_USER,
     KEY_LINE,
     TRIAGE_USER,
@@ -531,7 +532,7 @@ async def measure_console(container: Container, users: dict[str, dict], period: 
 
 
 def settings_for(args, data_dir: Path) -> Settings:
-    overrides: dict[str, Any] = {"data_dir": data_dir, "database_url": args.database_url}
+    overrides: dict[str, Any] = {"data_dir": data_dir, "database_url": args.database_url, "data_key": BENCH_DATA_KEY}
     if args.nlu_cache_dir:
         overrides["nlu_cache_dir"] = args.nlu_cache_dir
     if args.campaign_start:

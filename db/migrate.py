@@ -10,6 +10,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from db.crypto import DataCipher, bound_cipher
+
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
@@ -25,12 +27,14 @@ def revisions() -> list[str]:
     return [rev.revision for rev in reversed(list(script.walk_revisions()))]
 
 
-async def upgrade(engine: AsyncEngine, target: str = "head") -> None:
-    await _run(engine, command.upgrade, target)
+async def upgrade(engine: AsyncEngine, target: str = "head", *, cipher: DataCipher | None = None) -> None:
+    """`cipher`: the data key for migrations that encrypt or decrypt stored values; by default the one
+    bootstrap bound to the engine. Only needed when such rows exist (an empty database migrates without)."""
+    await _run(engine, command.upgrade, target, cipher)
 
 
-async def downgrade(engine: AsyncEngine, target: str) -> None:
-    await _run(engine, command.downgrade, target)
+async def downgrade(engine: AsyncEngine, target: str, *, cipher: DataCipher | None = None) -> None:
+    await _run(engine, command.downgrade, target, cipher)
 
 
 async def current_revision(engine: AsyncEngine) -> str | None:
@@ -38,11 +42,12 @@ async def current_revision(engine: AsyncEngine) -> str | None:
         return await conn.run_sync(lambda sync: MigrationContext.configure(sync).get_current_revision())
 
 
-async def _run(engine: AsyncEngine, fn, target: str) -> None:
+async def _run(engine: AsyncEngine, fn, target: str, cipher: DataCipher | None) -> None:
     config = alembic_config()
 
     def run(sync_connection) -> None:
         config.attributes["connection"] = sync_connection
+        config.attributes["data_cipher"] = cipher or bound_cipher(engine)
         fn(config, target)
 
     async with engine.begin() as conn:

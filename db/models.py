@@ -21,7 +21,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from db.types import BigId, UtcDateTime
+from db.types import BigId, EncryptedText, UtcDateTime
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -92,9 +92,11 @@ class Complainant(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     channel: Mapped[str] = mapped_column(String(20))
     channel_user_id: Mapped[str | None] = mapped_column(String(64))
-    name: Mapped[str | None] = mapped_column(String(100))
-    phone: Mapped[str | None] = mapped_column(String(40))
-    email: Mapped[str | None] = mapped_column(String(200))
+    # the identity of the person, encrypted at rest (migration 0010); the link to the channel account is
+    # erased with them when the retention period has passed (intake/retention.py)
+    name: Mapped[str | None] = mapped_column(EncryptedText("complainants.name"))
+    phone: Mapped[str | None] = mapped_column(EncryptedText("complainants.phone"))
+    email: Mapped[str | None] = mapped_column(EncryptedText("complainants.email"))
     language: Mapped[str] = mapped_column(String(8), default="zh")
     created_at: Mapped[datetime]
 
@@ -366,6 +368,8 @@ class InboxUpdate(Base):
     processed_at: Mapped[datetime | None]
     error: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(default=0, server_default="0")
+    # the process handling it may until then; the replay of another replica takes it only afterwards
+    lease_until: Mapped[datetime | None]
 
 
 class Subject(Base):

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import BigInteger, DateTime, Integer
+from sqlalchemy import BigInteger, DateTime, Integer, Text
+from sqlalchemy.sql import operators
 from sqlalchemy.types import TypeDecorator
+
+from db.crypto import dialect_cipher
 
 # SQLite only auto-increments a column declared exactly INTEGER PRIMARY KEY.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -30,3 +33,38 @@ class UtcDateTime(TypeDecorator[datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
+
+
+class EncryptedText(TypeDecorator[str]):
+    """Personal data, encrypted at rest (db/crypto.py) with the cipher bound to the engine.
+
+    The stored value changes with every write (random nonce), so SQL can only ask whether it is NULL:
+    any other comparison raises instead of silently matching nothing."""
+
+    impl = Text
+    cache_ok = True
+
+    def __init__(self, purpose: str) -> None:
+        super().__init__()
+        self.purpose = purpose  # authenticated with the value: "complainants.phone"
+
+    class Comparator(TypeDecorator.Comparator[str]):
+        def operate(self, op, *other, **kwargs):
+            if op not in (operators.is_, operators.is_not):
+                raise TypeError("an encrypted column can only be tested for NULL in SQL")
+            return super().operate(op, *other, **kwargs)
+
+        def reverse_operate(self, op, other, **kwargs):
+            raise TypeError("an encrypted column can only be tested for NULL in SQL")
+
+    comparator_factory = Comparator
+
+    def process_bind_param(self, value: str | None, dialect) -> str | None:
+        if value is None:
+            return None
+        return dialect_cipher(dialect).encrypt(value, self.purpose)
+
+    def process_result_value(self, value: str | None, dialect) -> str | None:
+        if value is None:
+            return None
+        return dialect_cipher(dialect).decrypt(value, self.purpose)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from db.crypto import bind_cipher
 from db.engine import create_engine, create_session_factory
 from db.uow import UnitOfWorkFactory
 from intake.cases import CaseService
@@ -15,6 +16,8 @@ from intake.conversation import ConversationEngine
 from intake.clock import Clock, SystemClock
 from intake.deadlines import DeadlinePolicy, load_policy
 from intake.evidence import EvidenceLimits, EvidenceStore
+from intake.retention import RetentionService
+from qinglang.datakey import load_cipher
 from qinglang.errors import ConfigError
 from qinglang.settings import Settings
 from reports.service import ReportService
@@ -39,6 +42,7 @@ class Container:
     nlu: Backend = field(init=False)
     conversation: ConversationEngine = field(init=False)
     reports: ReportService = field(init=False)
+    retention: RetentionService = field(init=False)
 
     def __post_init__(self) -> None:
         self.cases = CaseService(
@@ -47,6 +51,7 @@ class Container:
         self.accounts = AccountService(self.uow, self.clock)
         self.reports = ReportService(self.uow, self.clock, self.settings.tz, self.settings.reports.campaign_start,
                                      self.directory)
+        self.retention = RetentionService(self.uow, self.clock, self.settings.tz, self.settings.privacy.retention)
         self.nlu = build_nlu(self.settings, progress=False)
         self.conversation = ConversationEngine(
             self.nlu, self.cases, self.directory, self.settings.tz,
@@ -99,7 +104,10 @@ def build_nlu(settings: Settings, *, backend: str | None = None, progress: bool 
 def build_container(settings: Settings, *, clock: Clock | None = None) -> Container:
     directory, routing, policy = load_rules_files(settings)
     data_dir = ensure_data_dir(settings.storage.data_dir)
+    cipher = load_cipher(settings.privacy, data_dir)
     engine = create_engine(settings.database_url, echo=settings.database.database_echo)
+    # personal data columns encrypt with the cipher of their engine; an engine without one refuses them
+    bind_cipher(engine, cipher)
     evidence = EvidenceStore(
         data_dir / "evidence", EvidenceLimits(max_bytes=settings.storage.max_evidence_bytes)
     )

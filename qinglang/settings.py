@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -14,6 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from db.crypto import parse_key
 from qinglang.errors import ConfigError
 
 _ENV = SettingsConfigDict(env_prefix="QINGLANG_", env_file=".env", env_file_encoding="utf-8", extra="ignore")
@@ -162,6 +163,50 @@ class ReportSettings(BaseSettings):
     campaign_start: date = date(2024, 5, 14)
 
 
+class PrivacySettings(BaseSettings):
+    """Personal data at rest (db/crypto.py) and how long it is kept after a case closes (intake/retention.py)."""
+
+    model_config = _ENV
+
+    # 32 random bytes, URL-safe base64; None: a key file generated once in <data dir>/secrets (embedded use)
+    data_key: SecretStr | None = None
+    old_data_keys: SecretStr | None = None  # comma-separated keys still accepted for reading (rotation)
+    retention_days: int | None = Field(default=1095, ge=0)  # after close; 0 or empty: kept for ever
+
+    @field_validator("data_key", "old_data_keys", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("retention_days", mode="before")
+    @classmethod
+    def _blank_days(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("data_key", "old_data_keys")
+    @classmethod
+    def _key_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            for part in value.get_secret_value().split(","):
+                if part.strip():
+                    parse_key(part)  # a DataKeyError is a ValueError: reported as this variable's error
+        return value
+
+    @property
+    def current_key(self) -> bytes | None:
+        return parse_key(self.data_key.get_secret_value()) if self.data_key else None
+
+    @property
+    def old_keys(self) -> list[bytes]:
+        if self.old_data_keys is None:
+            return []
+        return [parse_key(part) for part in self.old_data_keys.get_secret_value().split(",") if part.strip()]
+
+    @property
+    def retention(self) -> timedelta | None:
+        return timedelta(days=self.retention_days) if self.retention_days else None
+
+
 @dataclass(frozen=True)
 class Settings:
     storage: StorageSettings
@@ -173,6 +218,7 @@ class Settings:
     rules: RulesSettings
     notify: NotifySettings
     reports: ReportSettings
+    privacy: PrivacySettings
 
     @property
     def database_url(self) -> str:
@@ -195,6 +241,7 @@ def load_settings(env_file: str | os.PathLike[str] | None = ".env", **overrides:
         "rules": RulesSettings,
         "notify": NotifySettings,
         "reports": ReportSettings,
+        "privacy": PrivacySettings,
     }
     built = {}
     for name, cls in parts.items():

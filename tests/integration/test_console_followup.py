@@ -32,7 +32,7 @@ async def test_the_call_list_shows_the_phone_to_those_who_act_and_audits_it(cons
     async with console.container.uow() as uow:
         views = (await uow.session.scalars(select(CaseEvent).where(
             CaseEvent.case_id == case_id, CaseEvent.action == "view_personal_data"))).all()
-    assert [v.data for v in views] == [{"fields": ["phone"], "page": "followup"}]
+    assert [v.data for v in views] == [{"fields": ["name", "phone"], "page": "followup"}]
 
     leader = await console.person("boss", "bangongshi", "leader")
     status, html = await leader.get("/followup")

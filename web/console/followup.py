@@ -53,18 +53,18 @@ async def followup_list(request: web.Request) -> web.Response:
                    OutboxMessage.handled_at.is_(None), case_scope(principal))
             .order_by(OutboxMessage.created_at, OutboxMessage.id).limit(SHOWN)
         )).all()
-        shown_phones = []
+        shown: dict[int, list[str]] = {}  # case id -> the personal fields this page shows of it
         items = []
         for notice, case, person in rows:
             phone = person.phone if person is not None and may_see_identity(principal, case.anonymous) else None
+            name = person.name if phone and person is not None else None
             if phone:
-                shown_phones.append(case.id)
-            items.append({"notice": notice, "case": case, "phone": phone,
-                          "name": person.name if phone and person is not None else None})
+                shown[case.id] = ["name", "phone"] if name else ["phone"]
+            items.append({"notice": notice, "case": case, "phone": phone, "name": name})
         now = container.clock.now()
-        for case_id in dict.fromkeys(shown_phones):
+        for case_id, fields in shown.items():
             uow.session.add(CaseEvent(case_id=case_id, actor_type="staff", actor_id=principal.id,
-                                      action="view_personal_data", data={"fields": ["phone"], "page": "followup"},
+                                      action="view_personal_data", data={"fields": fields, "page": "followup"},
                                       created_at=now))
         await uow.commit()
     _ = _tr(request)
