@@ -1,4 +1,7 @@
 FROM python:3.11-slim-bookworm
+# pg_dump and pg_restore of the compose file's PostgreSQL (15), for `qinglang backup` and `restore`
+RUN apt-get update && apt-get install -y --no-install-recommends postgresql-client-15 \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY qinglang qinglang

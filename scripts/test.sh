@@ -8,6 +8,7 @@ scripts/setup.sh --test || exit 1
 # The browser tests (tests/browser) drive Debian's headless Chromium; Playwright never downloads a browser.
 # The report rendering test (tests/integration/test_report_render.py) prints the statistics forms to PDF
 # with LibreOffice and reads them with poppler (pdftotext, pdftoppm).
+# The backup tests (tests/integration/test_backup.py) run pg_dump and pg_restore against PostgreSQL.
 # Install what is missing, with fonts for Chinese and emoji in the screenshots, in one apt-get run when we
 # are root on a Debian-like machine. Without them those tests skip locally and fail in CI (CI=true).
 browser_packages="chromium fonts-noto-cjk fonts-noto-color-emoji"
@@ -17,11 +18,14 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && command -v dpkg >
   for package in $browser_packages $report_packages; do
     dpkg -s "$package" >/dev/null 2>&1 || missing_packages="$missing_packages $package"
   done
+  if ! command -v pg_dump >/dev/null 2>&1 || ! command -v pg_restore >/dev/null 2>&1; then
+    missing_packages="$missing_packages postgresql-client"
+  fi
   if [ ! -x /usr/bin/chromium ] && [[ " $missing_packages " != *" chromium "* ]]; then
     missing_packages="$missing_packages chromium"
   fi
   if [ -n "$missing_packages" ]; then
-    echo "test.sh: installing$missing_packages for the browser and report tests" >&2
+    echo "test.sh: installing$missing_packages for the browser, report and backup tests" >&2
     if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing_packages; } \
          >/tmp/qinglang-test-apt.log 2>&1; then
       echo "test.sh: could not install$missing_packages (see /tmp/qinglang-test-apt.log)" >&2
