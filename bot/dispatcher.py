@@ -14,7 +14,8 @@ from aiogram.types import BotCommand
 from aiogram.utils.i18n import I18n
 
 from bot.handlers import buttons, commands, evidence, other, text
-from bot.middlewares import DraftI18nMiddleware, InboxMiddleware, ThrottlingMiddleware
+from bot.middlewares import DraftI18nMiddleware, InboxMiddleware, ThrottlingMiddleware, UpdateObserver
+from bot.throttle import MemoryWindow, RateWindow
 from intake.conversation import ConversationEngine
 from intake.evidence import EvidenceStore
 from intake.inbox import Inbox
@@ -36,11 +37,12 @@ def create_dispatcher(
     storage: BaseStorage,
     events_isolation: BaseEventIsolation,
     now: Callable[[], datetime],
-    throttle_limit: int = 20,
+    throttle_window: RateWindow | None = None,
+    observe: UpdateObserver | None = None,
 ) -> Dispatcher:
     dp = Dispatcher(storage=storage, events_isolation=events_isolation, engine=engine, evidence=evidence_store, now=now)
-    dp.update.outer_middleware(InboxMiddleware(inbox))
-    throttling = ThrottlingMiddleware(limit=throttle_limit)
+    dp.update.outer_middleware(InboxMiddleware(inbox, observe))
+    throttling = ThrottlingMiddleware(throttle_window or MemoryWindow())
     dp.message.middleware(throttling)
     dp.callback_query.middleware(throttling)
     DraftI18nMiddleware(I18n(path=LOCALES_DIR, default_locale=DEFAULT_LANGUAGE, domain=DOMAIN)).setup(dp)

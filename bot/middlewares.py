@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -14,6 +13,7 @@ from aiogram.dispatcher.event.bases import UNHANDLED
 from aiogram.types import TelegramObject, Update
 from aiogram.utils.i18n import I18nMiddleware
 
+from bot.throttle import RateWindow
 from intake.draft import Draft
 from intake.inbox import Inbox
 from qinglang.i18n import language_of
@@ -22,20 +22,25 @@ log = logging.getLogger(__name__)
 CHANNEL = "telegram"
 
 Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
+UpdateObserver = Callable[[str, float], None]  # outcome (handled, failed, throttled, duplicate), seconds
 
 
 class InboxMiddleware(BaseMiddleware):
-    """Outer middleware on updates. `inbox_id` in the data means a replay of a stored update."""
+    """Outer middleware on updates. `inbox_id` in the data: the update is stored already (by the webhook,
+    the poller or the replay); without it the update is stored here first."""
 
-    def __init__(self, inbox: Inbox) -> None:
+    def __init__(self, inbox: Inbox, observe: UpdateObserver | None = None) -> None:
         self._inbox = inbox
+        self._observe = observe or (lambda outcome, seconds: None)
 
     async def __call__(self, handler: Handler, event: Update, data: dict[str, Any]) -> Any:
+        started = time.perf_counter()
         row_id = data.get("inbox_id")
         if row_id is None:
             row_id = await self._inbox.store(CHANNEL, str(event.update_id), event.model_dump(mode="json", exclude_none=True))
             if row_id is None:
                 log.info("update %s delivered again: ignored", event.update_id)
+                self._observe("duplicate", time.perf_counter() - started)
                 return UNHANDLED
         try:
             result = await handler(event, data)
@@ -44,9 +49,11 @@ class InboxMiddleware(BaseMiddleware):
             if not throttled:
                 log.exception("update %s failed; kept in the inbox for another try", event.update_id)
             await self._inbox.failed(row_id, f"{type(exc).__name__}: {exc}")
+            self._observe("throttled" if throttled else "failed", time.perf_counter() - started)
             await _apologise(data.get("bot"), event, throttled=throttled)
             return UNHANDLED
         await self._inbox.processed(row_id)
+        self._observe("handled", time.perf_counter() - started)
         return result
 
 
@@ -74,25 +81,20 @@ async def _apologise(bot: Bot | None, event: Update, *, throttled: bool) -> None
 
 
 class ThrottlingMiddleware(BaseMiddleware):
-    """At most `limit` messages per `window` seconds per user. Excess updates are not dropped: they
-    fail, stay in the inbox, and are handled by the next replay, once the person has slowed down."""
+    """At most `limit` messages per window per user (counted by `window`, shared by every replica when it
+    is kept in Redis). Excess updates are not dropped: they fail, stay in the inbox, and are handled by
+    the next replay, once the person has slowed down; a replay itself is not counted again."""
 
-    def __init__(self, limit: int = 20, window: float = 10.0) -> None:
-        self._limit = limit
+    def __init__(self, window: RateWindow) -> None:
         self._window = window
-        self._seen: dict[int, deque[float]] = defaultdict(deque)
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         user = data.get("event_from_user")
-        if user is None or data.get("inbox_id") is not None:
+        if user is None or data.get("replay"):
             return await handler(event, data)
-        now = time.monotonic()
-        recent = self._seen[user.id]
-        while recent and now - recent[0] > self._window:
-            recent.popleft()
-        if len(recent) >= self._limit:
-            raise ThrottledError(f"user {user.id} sent more than {self._limit} messages in {self._window:g} s")
-        recent.append(now)
+        if not await self._window.hit(user.id):
+            raise ThrottledError(f"user {user.id} sent more than {self._window.limit} messages "
+                                 f"in {self._window.seconds:g} s")
         return await handler(event, data)
 
 

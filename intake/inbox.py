@@ -3,15 +3,21 @@
 Duplicates (same channel and external id) are dropped; an update whose handling failed stays
 unprocessed with its error and is tried again until it is handled or has failed MAX_ATTEMPTS times,
 after which it waits for staff.
+
+Several processes may handle updates (bot replicas, web processes). A stored update carries a lease: the
+process that stored it (or that claimed it for a replay) handles it until `lease_until`; the replay of any
+process takes only updates without a live lease, claimed with a conditional UPDATE, so an update is never
+replayed by two processes at once nor while its first handling is still running. A failure ends the lease
+at once; a process that died mid-way lets it run out.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from db.models import InboxUpdate
@@ -19,6 +25,7 @@ from db.uow import UnitOfWorkFactory
 from intake.clock import Clock
 
 MAX_ATTEMPTS = 5
+DEFAULT_LEASE = timedelta(seconds=90)  # longer than Telegram waits for a webhook answer (60 s)
 
 
 @dataclass(frozen=True)
@@ -31,15 +38,17 @@ class PendingUpdate:
 
 
 class Inbox:
-    def __init__(self, uow: UnitOfWorkFactory, clock: Clock) -> None:
+    def __init__(self, uow: UnitOfWorkFactory, clock: Clock, *, lease: timedelta = DEFAULT_LEASE) -> None:
         self._uow = uow
         self._clock = clock
+        self._lease = lease
 
     async def store(self, channel: str, external_id: str, payload: dict[str, Any]) -> int | None:
         """The new row's id, or None when this update was stored before (a duplicate delivery)."""
         async with self._uow() as uow:
-            row = InboxUpdate(channel=channel, external_id=external_id, payload=payload, received_at=self._clock.now(),
-                              attempts=0)
+            now = self._clock.now()
+            row = InboxUpdate(channel=channel, external_id=external_id, payload=payload, received_at=now,
+                              attempts=0, lease_until=now + self._lease)
             uow.session.add(row)
             try:
                 await uow.commit()
@@ -48,29 +57,34 @@ class Inbox:
             return row.id
 
     async def processed(self, row_id: int) -> None:
-        await self._set(row_id, processed_at=self._clock.now(), error=None)
+        await self._set(row_id, processed_at=self._clock.now(), error=None, lease_until=None)
 
     async def failed(self, row_id: int, error: str) -> None:
         async with self._uow() as uow:
             await uow.session.execute(
                 update(InboxUpdate).where(InboxUpdate.id == row_id)
-                .values(error=error[:2000], attempts=InboxUpdate.attempts + 1)
+                .values(error=error[:2000], attempts=InboxUpdate.attempts + 1, lease_until=None)
             )
             await uow.commit()
 
-    async def pending(self, channel: str, *, older_than: timedelta, limit: int = 100) -> list[PendingUpdate]:
-        """Unprocessed updates of a channel, old enough not to be in flight, oldest first, that may be
-        tried again (per channel, so one channel's backlog never starves another)."""
-        cutoff: datetime = self._clock.now() - older_than
+    async def claim(self, channel: str, *, limit: int = 100) -> list[PendingUpdate]:
+        """Unprocessed updates of a channel that nobody is handling, oldest first, that may be tried again,
+        each now leased to the caller (per channel, so one channel's backlog never starves another)."""
+        now = self._clock.now()
+        free = (InboxUpdate.channel == channel, InboxUpdate.processed_at.is_(None),
+                InboxUpdate.attempts < MAX_ATTEMPTS,
+                or_(InboxUpdate.lease_until.is_(None), InboxUpdate.lease_until <= now))
+        claimed: list[PendingUpdate] = []
         async with self._uow() as uow:
-            rows = await uow.session.scalars(
-                select(InboxUpdate)
-                .where(InboxUpdate.channel == channel, InboxUpdate.processed_at.is_(None),
-                       InboxUpdate.received_at <= cutoff,
-                       InboxUpdate.attempts < MAX_ATTEMPTS)
-                .order_by(InboxUpdate.id).limit(limit)
-            )
-            return [PendingUpdate(r.id, r.channel, r.external_id, r.payload, r.attempts) for r in rows]
+            rows = list(await uow.session.scalars(select(InboxUpdate).where(*free).order_by(InboxUpdate.id).limit(limit)))
+            for row in rows:
+                taken = await uow.session.execute(
+                    update(InboxUpdate).where(InboxUpdate.id == row.id, *free)
+                    .values(lease_until=now + self._lease).execution_options(synchronize_session=False))
+                if taken.rowcount == 1:  # else another process claimed it between the select and now
+                    claimed.append(PendingUpdate(row.id, row.channel, row.external_id, row.payload, row.attempts))
+            await uow.commit()
+        return claimed
 
     async def _set(self, row_id: int, **values: Any) -> None:
         async with self._uow() as uow:

@@ -22,13 +22,14 @@ import hashlib
 import io
 import zipfile
 from collections.abc import AsyncIterator
-from datetime import date, timedelta
+from datetime import date
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import select
 
+from bot.polling import Poller
 from bot.runner import TelegramChannel
 from db.models import Case, Complainant, Evidence
 from intake.cases import Actor, CaseView, ComplainantInfo, NewCase
@@ -108,24 +109,18 @@ def receipt(number: str, *lines: str) -> str:
 
 @contextlib.asynccontextmanager
 async def polling(container, fake: FakeTelegram) -> AsyncIterator[TelegramChannel]:
-    """A TelegramChannel (its own Bot and Dispatcher) long-polling the fake until the block ends."""
+    """A TelegramChannel (its own Bot and Dispatcher) long-polling the fake with the product's Poller (store
+    each update, then move the offset) until the block ends."""
     await asyncio.to_thread(container.nlu.warm_up)  # as `serve` does before the first update
     bot = fake.make_bot()
     channel = TelegramChannel(container, bot=bot)
-    task = asyncio.create_task(channel.dispatcher.start_polling(bot, handle_signals=False, close_bot_session=False,
-                                                                polling_timeout=1))
+    stop = asyncio.Event()
+    task = asyncio.create_task(Poller(channel.flow, timeout=1).run(stop))
     try:
         yield channel
     finally:
+        stop.set()
         async with asyncio.timeout(10):
-            while True:  # stop_polling refuses until polling has really started
-                try:
-                    await channel.dispatcher.stop_polling()
-                    break
-                except RuntimeError:
-                    if task.done():
-                        break
-                    await asyncio.sleep(0.01)
             await task
         await bot.session.close()
         await channel.storage.close()
@@ -668,7 +663,7 @@ async def test_handler_failure_is_kept_and_replayed_once(fake, channel, alice, c
     assert (row.processed_at, row.attempts, row.error) == (None, 1, "RuntimeError: database went away")
     assert await alice.draft() == before
 
-    assert await channel.replay(older_than=timedelta(0)) == 1
+    assert await channel.replay() == 1
     assert alice.unseen() == [MERCHANT_Q]
     await alice.wait()
     draft = await alice.draft()
@@ -676,7 +671,7 @@ async def test_handler_failure_is_kept_and_replayed_once(fake, channel, alice, c
         "merchant", "DY2026111500123", before["rev"] + 1)  # advanced exactly once
     row = await inbox_row(container.uow, update["update_id"])
     assert row.processed_at is not None and row.error is None
-    assert await channel.replay(older_than=timedelta(0)) == 0  # nothing left
+    assert await channel.replay() == 0  # nothing left
     assert alice.unseen() == []
 
 
@@ -689,7 +684,7 @@ async def test_failed_reply_is_replayed_without_applying_the_answer_twice(fake, 
     row = await alice.handled(update)
     assert row.processed_at is None and row.error.startswith("TelegramServerError")
 
-    assert await channel.replay(older_than=timedelta(0)) == 1
+    assert await channel.replay() == 1
     assert alice.unseen() == [MERCHANT_Q]
     draft = await alice.draft()
     assert draft["step"] == "merchant" and "merchant" not in draft["slots"], draft
@@ -703,7 +698,7 @@ async def test_failed_receipt_is_delivered_on_replay(fake, channel, alice, conta
     row = await alice.handled(submit)
     assert row.processed_at is None and row.error.startswith("TelegramServerError")
 
-    assert await channel.replay(older_than=timedelta(0)) == 1
+    assert await channel.replay() == 1
     assert len(await stored_cases(container)) == 1
     assert alice.unseen() == [receipt("LW-2026-000001", "承办单位：永中市场监督管理所。", "· 2026年11月25日 前告知您是否受理")]
 

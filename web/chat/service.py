@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any
 
 from aiogram.fsm.storage.base import BaseEventIsolation, BaseStorage
@@ -144,10 +144,11 @@ class ChatService:
             data["log"] = [*data.get("log", []), *lines][-LOG_LENGTH:]
             await self._storage.set_data(key, data)
 
-    async def replay(self, *, older_than: timedelta = timedelta(seconds=30)) -> int:
-        """Handle again the web messages whose handling failed (or was cut off by a restart)."""
+    async def replay(self) -> int:
+        """Handle again the web messages whose handling failed (or was cut off by a restart: the lease ran
+        out)."""
         tried = 0
-        for item in await self.inbox.pending(CHANNEL, older_than=older_than):
+        for item in await self.inbox.claim(CHANNEL):
             if isinstance(item.payload.get("user"), str):
                 tried += 1
                 await self._process(item.id, item.payload)
@@ -312,11 +313,11 @@ def _file_line(attachment: Attachment, caption: str) -> str:
 
 
 async def replay_forever(service: ChatService, interval: float) -> None:
-    """Every `interval` seconds, messages unhandled for 30 s are handled again. Not at once at start-up
-    with no age at all, as the bot does: another web process may be handling a message right now."""
+    """Every `interval` seconds, messages that failed or whose handling was cut off are handled again
+    (Inbox.claim: never one another web process is handling right now)."""
     while True:
         await asyncio.sleep(interval)
         try:
-            await service.replay(older_than=timedelta(seconds=30))
+            await service.replay()
         except Exception:
             log.exception("web chat inbox replay failed; trying again later")
