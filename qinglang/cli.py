@@ -12,21 +12,22 @@ import click
 
 from qinglang.errors import QinglangError
 
+SHUTDOWN_SECONDS = 30.0  # SIGTERM: how long requests and updates in flight may take to finish
 
-def _fail(message: str) -> None:
+def _fail(message: str, code: int = 2) -> None:
     click.echo(f"qinglang: error: {message}", err=True)
-    sys.exit(2)
+    sys.exit(code)
 
 
 def runs_async(fn: Callable[..., Awaitable[None]]) -> Callable[..., None]:
-    """Run an async command; a QinglangError becomes one line on stderr and exit code 2."""
+    """Run an async command; a QinglangError becomes one line on stderr and exit code 2 (or its exit_code)."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs) -> None:
         try:
             asyncio.run(fn(*args, **kwargs))
         except QinglangError as exc:
-            _fail(str(exc))
+            _fail(str(exc), getattr(exc, "exit_code", 2))
         except OSError as exc:  # e.g. the database server refused the connection
             _fail(f"{exc.strerror or exc}")
 
@@ -87,21 +88,28 @@ async def migrate() -> None:
 @click.option("--port", type=int, default=None, help="Port (default from QINGLANG_PORT).")
 @click.option("--no-migrate", is_flag=True, help="Do not upgrade the schema before starting.")
 @click.option("--no-worker", is_flag=True, help="Leave notifications and scheduled jobs to `qinglang worker`.")
-def serve(host: str | None, port: int | None, no_migrate: bool, no_worker: bool) -> None:
-    """Start the web service (health, console, web chat, API) with the notifier and scheduler."""
+@click.option("--only", type=click.Choice(["bot", "web"]), default=None,
+              help="Scale-out: serve only the Telegram bot (webhook or polling; with health and metrics) or only "
+                   "the console, web chat and API. Implies --no-worker.")
+def serve(host: str | None, port: int | None, no_migrate: bool, no_worker: bool, only: str | None) -> None:
+    """Start the web service (health, console, web chat, API, bot) with the notifier and scheduler.
+
+    SIGTERM stops it gracefully: /readyz answers 503, updates and requests in flight finish, then it exits."""
     from aiohttp import web
 
     from qinglang.worker import Worker
     from web.app import create_app
 
     settings = _settings()
+    if only == "bot" and settings.bot.bot_token is None:
+        _fail("--only bot needs QINGLANG_BOT_TOKEN")
 
     async def build():
         container = await _container()
         if not no_migrate:
             await _migrate(container)
-        app = create_app(container)
-        if not no_worker:
+        app = create_app(container, with_bot=only != "web", with_web=only != "bot")
+        if not no_worker and only is None:
             Worker(container).attach(app)
         return app
 
@@ -109,17 +117,27 @@ def serve(host: str | None, port: int | None, no_migrate: bool, no_worker: bool)
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
         app = loop.run_until_complete(build())
+        _echo_data_key_location(settings)
         web.run_app(
             app,
             host=host or settings.web.host,
             port=port or settings.web.port,
             loop=loop,
+            shutdown_timeout=SHUTDOWN_SECONDS,
             print=lambda message: click.echo(message.splitlines()[0]),
         )
     except QinglangError as exc:
         _fail(str(exc))
     except OSError as exc:
         _fail(f"cannot listen on {host or settings.web.host}:{port or settings.web.port}: {exc.strerror or exc}")
+
+
+def _echo_data_key_location(settings) -> None:
+    if settings.privacy.data_key is None:
+        from qinglang.datakey import key_file_path
+
+        click.echo(f"personal data is encrypted with the key in {key_file_path(settings.storage.data_dir)} "
+                   "(QINGLANG_DATA_KEY is not set): back it up apart from the database", err=True)
 
 
 @main.command()
@@ -141,6 +159,130 @@ async def worker() -> None:
         await runner.run_until(stop)
     finally:
         await container.close()
+
+
+@main.command()
+@click.option("--out", required=True, type=click.Path(path_type=Path, file_okay=False),
+              help="A new or empty directory for the backup.")
+@click.option("--with-key", is_flag=True,
+              help="Also copy the data key file (then keep the backup as safe as the key itself).")
+@runs_async
+async def backup(out: Path, with_key: bool) -> None:
+    """Copy the database and every evidence file into a new directory, checking each evidence hash.
+
+    Exit code 0: complete; 1: written, but evidence files were missing or damaged (each named); 2: nothing written.
+    """
+    from qinglang.backup import BackupFailed, make_backup
+
+    settings = _settings()
+    report = await make_backup(settings, out, with_key=with_key)
+    click.echo(f"backup written to {report.path}")
+    _echo_contents(report.manifest)
+    if report.manifest.data_key_ids and report.manifest.data_key_file is None:
+        from qinglang.datakey import key_file_path
+
+        click.echo(f"personal data is encrypted under data key {', '.join(report.manifest.data_key_ids)}: keep the key "
+                   f"(QINGLANG_DATA_KEY or {key_file_path(settings.storage.data_dir)}) safe apart from this backup; "
+                   "without it names and phones cannot be read")
+    for problem in report.manifest.problems:
+        click.echo(f"qinglang: error: {problem.describe()}", err=True)
+    if report.manifest.problems:
+        raise BackupFailed(f"{len(report.manifest.problems)} evidence file(s) above are not in the backup; "
+                           f"everything else is in {report.path}")
+
+
+@main.command()
+@click.option("--from", "source", required=True, type=click.Path(path_type=Path, file_okay=False),
+              help="A directory written by `qinglang backup`.")
+@click.option("--force", is_flag=True, help="Replace a database that already holds data.")
+@click.option("--check", is_flag=True, help="Only check the backup (manifest, every file's sha256); change nothing.")
+@runs_async
+async def restore(source: Path, force: bool, check: bool) -> None:
+    """Check a backup, then put its database and evidence files back and compare the result with it.
+
+    Exit code 0: restored and identical; 1: the restore or the comparison after it failed; 2: bad backup or
+    refused (nothing changed).
+    """
+    from qinglang.backup import BackupFailed, check_backup, restore_backup
+
+    if check:
+        manifest = await asyncio.to_thread(check_backup, source)
+        click.echo(f"backup {source.absolute()} is intact")
+        _echo_contents(manifest)
+        if manifest.problems:
+            raise BackupFailed(f"the backup records {len(manifest.problems)} evidence file(s) that were missing or "
+                               "damaged when it was made")
+        return
+    report = await restore_backup(_settings(), source, force=force)
+    click.echo(f"restored {source.absolute()}")
+    _echo_contents(report.manifest)
+    click.echo(f"evidence files copied: {report.evidence_copied}, already in place: {report.evidence_present}")
+    if report.key_installed:
+        aside = f" (the key file there before is now {report.key_set_aside})" if report.key_set_aside else ""
+        click.echo(f"data key file restored to {report.key_installed}{aside}")
+    for problem in report.problems:
+        click.echo(f"qinglang: error: {problem}", err=True)
+    if report.problems:
+        raise BackupFailed(f"the restored data differs from the backup in {len(report.problems)} point(s) above")
+
+
+def _echo_contents(manifest) -> None:
+    db = manifest.database
+    rows = sum(db.row_counts.values())
+    click.echo(f"made {manifest.created_at:%Y-%m-%d %H:%M:%S} UTC by qinglang {manifest.qinglang_version}")
+    click.echo(f"database: {db.kind}, schema revision {db.alembic_revision}, {rows} rows in {len(db.row_counts)} "
+               f"tables ({db.row_counts.get('cases', 0)} cases)")
+    click.echo(f"evidence: {len(manifest.evidence)} files, {_size(sum(entry.size for entry in manifest.evidence))}")
+
+
+def _size(count: int) -> str:
+    value = float(count)
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if value < 1000:
+            return f"{value:.4g} {unit}"
+        value /= 1000
+    return f"{value:.4g} TB"
+
+
+@main.command()
+@click.option("--dry-run", is_flag=True, help="Only count what would be purged.")
+@click.option("--before", "before", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
+              help="Purge cases closed before this date (YYYY-MM-DD) instead of QINGLANG_RETENTION_DAYS ago.")
+@runs_async
+async def purge(dry_run: bool, before) -> None:
+    """Erase the personal data of cases closed longer ago than the retention period (statistics stay)."""
+    from intake.status import DomainError
+
+    container = await _container()
+    try:
+        result = await container.retention.purge(before=before.date() if before else None, dry_run=dry_run)
+    except DomainError as exc:
+        _fail(str(exc))
+    finally:
+        await container.close()
+    if result.cutoff is None:
+        click.echo("no retention period is set (QINGLANG_RETENTION_DAYS) and no --before date given: nothing purged")
+        return
+    verb = "would purge" if dry_run else "purged"
+    click.echo(f"{verb} the personal data of {result.cases} cases closed before {result.cutoff.isoformat()}: "
+               f"{result.people} people erased ({result.people_kept} kept for an open or recent case), "
+               f"{result.inbox} stored messages and {result.drafts} drafts deleted")
+
+
+@main.command()
+@runs_async
+async def rekey() -> None:
+    """Encrypt all personal data again with the current QINGLANG_DATA_KEY (after a key rotation; the old key
+    stays in QINGLANG_OLD_DATA_KEYS until this has run)."""
+    from db.crypto import bound_cipher
+    from intake.rekey import reencrypt_personal_data
+
+    container = await _container()
+    try:
+        count = await reencrypt_personal_data(container.uow, bound_cipher(container.engine))
+    finally:
+        await container.close()
+    click.echo(f"re-encrypted the personal data of {count} people")
 
 
 @main.group()

@@ -6,6 +6,7 @@ import re
 import tomllib
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -18,14 +19,56 @@ def test_dockerfile_copies_every_package():
     assert copied == packages
 
 
-def test_compose_file_describes_database_cache_and_app():
-    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-    services = compose["services"]
-    assert {"postgres", "redis", "app", "migrate"} <= set(services)
-    assert services["app"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+def _compose() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def test_compose_file_describes_the_scaled_out_set_up():
+    services = _compose()["services"]
+    assert {"postgres", "redis", "rasa", "migrate", "bot-1", "bot-2", "app", "worker", "nginx"} == set(services)
+    for name in ("bot-1", "bot-2", "app", "worker"):
+        service = services[name]
+        assert service["depends_on"]["migrate"]["condition"] == "service_completed_successfully", name
+        assert service["env_file"] == [".env"], name  # one QINGLANG_DATA_KEY for every replica
+        assert service["environment"]["QINGLANG_REDIS_URL"] == "redis://redis:6379/0", name
+        assert service["stop_grace_period"] == "40s", name
+    for name in ("bot-1", "bot-2"):
+        assert services[name]["command"] == ["qinglang", "serve", "--only", "bot", "--no-migrate"]
+        assert services[name]["environment"]["QINGLANG_BOT_MODE"] == "webhook"
+        assert "/readyz" in services[name]["healthcheck"]["test"][-1]
+    assert services["app"]["command"] == ["qinglang", "serve", "--only", "web", "--no-migrate"]
+    assert services["worker"]["command"] == ["qinglang", "worker"]
+    assert services["rasa"]["build"]["dockerfile"] == "deploy/rasa/Dockerfile"
     for name, service in services.items():
         for key in service.get("environment", {}):
-            assert key.startswith(("QINGLANG_", "POSTGRES_")), (name, key)
+            assert key.startswith(("QINGLANG_", "POSTGRES_", "RASA_")), (name, key)
+
+
+def test_nginx_sends_the_webhook_to_both_bot_replicas():
+    conf = (ROOT / "deploy" / "nginx.conf").read_text()
+    upstream = re.search(r"upstream qinglang_bot \{(.*?)\}", conf, re.S).group(1)
+    assert re.findall(r"server (\S+):8080", upstream) == ["bot-1", "bot-2"]
+    webhook = re.search(r"location = /telegram/webhook \{(.*?)\}", conf, re.S).group(1)
+    assert "proxy_pass http://qinglang_bot;" in webhook
+    assert "http_503" in webhook and "non_idempotent" in webhook  # a replica shutting down: the other one
+    assert re.search(r"location = /metrics \{\s*return 404;", conf)
+    nginx = _compose()["services"]["nginx"]
+    assert "./deploy/nginx.conf:/etc/nginx/conf.d/default.conf:ro" in nginx["volumes"]
+
+
+def test_docker_compose_config_accepts_the_file(tmp_path):
+    """`docker compose config` where the compose plugin exists (it does not on the development machine)."""
+    import shutil
+    import subprocess
+
+    docker = shutil.which("docker")
+    if docker is None or subprocess.run([docker, "compose", "version"], capture_output=True).returncode != 0:
+        pytest.skip("docker compose is not installed")
+    shutil.copy(ROOT / "docker-compose.yml", tmp_path)  # beside an .env of its own, not the checkout's
+    (tmp_path / ".env").write_text("QINGLANG_BOT_TOKEN=123456:ABCDEFGHIJKLMNOPQRSTUVWXYZ\n")
+    result = subprocess.run([docker, "compose", "-f", str(tmp_path / "docker-compose.yml"), "config", "--quiet"],
+                            capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
 
 
 def test_wheel_carries_the_data_files(tmp_path):
