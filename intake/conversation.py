@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
+from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from intake.cases import (
@@ -41,6 +42,11 @@ _MOBILE = re.compile(r"^1[3-9]\d{9}$")
 _LANDLINE = re.compile(r"^0\d{2,3}-?\d{7,8}$")
 _ORDER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{5,39}$")
 _CASE_NUMBER = re.compile(r"^[A-Za-z]{1,6}-\d{4}-\d{6,12}$")
+# what no storage keeps: NUL (PostgreSQL text refuses it) and unpaired surrogates (UTF-8 cannot encode them;
+# a JSON update may carry "\ud800"). NUL is dropped, a lone surrogate becomes U+FFFD; everything else is kept.
+_NUL = "\x00"
+_LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
+MAX_AMOUNT_YUAN = 100_000_000  # 1亿元, as nlu.entities.amount_paid: more is a typo, not a purchase
 # the satisfaction survey's scale (the same words as the survey notice, intake/notice_templates.py)
 RATING_LABELS = {1: N_("很不满意"), 2: N_("不满意"), 3: N_("一般"), 4: N_("满意"), 5: N_("很满意")}
 _SCORE_WORDS = {"一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5}
@@ -160,6 +166,7 @@ class ConversationEngine:
     # -- entry point ------------------------------------------------------------------------------
 
     async def handle(self, event: Inbound, draft: Draft | None, person: Person) -> Outcome:
+        event = _storable_event(event)
         draft = draft or Draft(lang=person.language)
         step_before = draft.step
         turn = _Turn(draft, person, event)
@@ -298,7 +305,7 @@ class ConversationEngine:
         if action == "kind" and arg in Kind.__members__.values() and step == Step.WANTS:
             draft.kind = arg
             return self._advance(turn)
-        if action == "plat" and step == Step.PLATFORM:
+        if action == "plat" and step == Step.PLATFORM and (arg in PLATFORMS or arg == "other"):
             if arg == "other":
                 return turn.say(_("请直接输入平台名称。"), self._nav(turn))
             draft.slots["platform"] = arg
@@ -308,7 +315,7 @@ class ConversationEngine:
             return self._advance(turn)
         if action == "loc" and step == Step.MERCHANT:
             return self._merchant_answer(turn, arg)
-        if action == "street" and step == Step.MERCHANT_STREET:
+        if action == "street" and step == Step.MERCHANT_STREET and (not arg or arg in self._directory.streets):
             draft.slots["merchant"] = {"in_district": True, "street": arg or None, "province": None}
             return self._advance(turn)
         if action == "evidence_done" and step == Step.EVIDENCE:
@@ -1172,11 +1179,11 @@ def _plain_amount(text: str) -> int | None:
     """A bare number given as the amount: 399, 399.5 or 三百九十九."""
     from nlu.numerals import parse_chinese_number
 
-    match = re.fullmatch(r"\s*(\d+(?:\.\d{1,2})?)\s*", text)
-    if match:
-        return round(float(match.group(1)) * 100) or None
-    value = parse_chinese_number(text.strip())
-    return int(value * 100) if value is not None and value > 0 else None  # a price of 0 is no answer
+    match = re.fullmatch(r"\s*(\d{1,12}(?:\.\d{1,2})?)\s*", text)
+    value = Decimal(match.group(1)) if match else parse_chinese_number(text.strip())
+    if value is None or not 0 < value <= MAX_AMOUNT_YUAN:  # a price of 0 is no answer; 100 million+ a typo
+        return None
+    return int((value * 100).to_integral_value()) or None
 
 
 def _iso_date(text: str) -> date | None:
@@ -1190,3 +1197,20 @@ def _date_text(turn: _Turn, day: date) -> str:
     if turn.draft.lang == "en":
         return day.isoformat()
     return f"{day.year}年{day.month}月{day.day}日"
+
+
+def _storable(text: str) -> str:
+    """The text as it can be stored anywhere: without NUL, lone surrogates replaced (see _NUL)."""
+    if not text:
+        return text
+    return _LONE_SURROGATE.sub("\ufffd", text.replace(_NUL, ""))
+
+
+def _storable_event(event: Inbound) -> Inbound:
+    """Channels pass on what people send; what no database can keep is made storable here, once, so a
+    draft never carries it into a case (where PostgreSQL would refuse the whole insert)."""
+    attachment = event.attachment
+    if attachment is not None and attachment.name:
+        attachment = replace(attachment, name=_storable(attachment.name))
+    return replace(event, text=_storable(event.text), value=_storable(event.value), args=_storable(event.args),
+                   attachment=attachment)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+
 from aiohttp import web
 
 from web.keys import AUTH, PRINCIPAL, SESSION_COOKIE
 from web.security import csrf_matches
+
+log = logging.getLogger(__name__)
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CSRF_EXEMPT_PREFIXES = ("/api/", "/telegram/", "/chat")  # bearer tokens / Telegram secret / citizens' own token
@@ -24,7 +28,21 @@ async def principal_middleware(request: web.Request, handler):
 
 @web.middleware
 async def csrf_middleware(request: web.Request, handler):
-    """Every state-changing console request carries the session's CSRF token (form field or header)."""
+    """Every state-changing console request carries the session's CSRF token (form field or header).
+
+    A form body that is not valid UTF-8 (aiohttp's request.post() raises UnicodeDecodeError, here or in a
+    handler) is the client's error: 400, not a 500."""
+    try:
+        return await _csrf_checked(request, handler)
+    except UnicodeDecodeError:
+        if request.method in SAFE_METHODS:
+            raise
+        log.info("refused %s %s: the request body is not valid UTF-8", request.method, request.path)
+        raise web.HTTPBadRequest(text="The form is not valid UTF-8: reload the page and try again. "
+                                      "(表单编码无效，请刷新页面后重试)") from None
+
+
+async def _csrf_checked(request: web.Request, handler):
     principal = request.get(PRINCIPAL)
     if request.method in SAFE_METHODS or request.path.startswith(CSRF_EXEMPT_PREFIXES) or principal is None:
         return await handler(request)

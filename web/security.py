@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import delete, select
+from sqlalchemy import delete, or_, select, update
 
 from db.models import CaseEvent, StaffSession, StaffUser, Unit
 from db.uow import UnitOfWorkFactory
@@ -24,6 +24,8 @@ LOCKOUT = timedelta(minutes=15)
 SESSION_IDLE = timedelta(hours=8)
 SESSION_MAX = timedelta(hours=24)
 MIN_PASSWORD = 10
+WRONG_LOGIN = "用户名或密码错误 (wrong username or password)"
+LOCKED_LOGIN = "登录失败次数过多，账号已暂时锁定，请15分钟后再试 (too many failed logins: locked for 15 minutes)"
 
 
 class AuthError(QinglangError):
@@ -58,7 +60,11 @@ class Authenticator:
         self._dummy_hash = self._hasher.hash(secrets.token_urlsafe(16))
 
     async def login(self, username: str, password: str) -> tuple[str, Principal]:
-        """A new session token and its principal, or AuthError. Failures and lockouts are audited."""
+        """A new session token and its principal, or AuthError. Failures and lockouts are audited.
+
+        Each try is counted before the password is checked, by one conditional UPDATE: tries sent in
+        parallel (which would all read the same count and each add one to it) cannot get past the limit,
+        and no more than MAX_FAILED_LOGINS passwords are ever checked before the account locks."""
         now = self._clock.now()
         async with self._uow() as uow:
             user = await uow.users.by_username(username.strip())
@@ -66,19 +72,36 @@ class Authenticator:
                 self._verify(self._dummy_hash, password)
                 self._audit(uow, None, "login_failed", now, note=username[:64])
                 await uow.commit()
-                raise AuthError("用户名或密码错误 (wrong username or password)")
-            if user.locked_until is not None and user.locked_until > now:
-                self._audit(uow, user.id, "login_locked", now)
+                raise AuthError(WRONG_LOGIN)
+            user_id, password_hash = user.id, user.password_hash
+            counted = await uow.session.execute(
+                update(StaffUser)
+                .where(StaffUser.id == user_id, StaffUser.failed_logins < MAX_FAILED_LOGINS,
+                       or_(StaffUser.locked_until.is_(None), StaffUser.locked_until <= now))
+                .values(failed_logins=StaffUser.failed_logins + 1, locked_until=None)
+                .execution_options(synchronize_session=False))
+            if counted.rowcount != 1:  # locked, or its last tries are being checked right now
+                self._verify(self._dummy_hash, password)  # the same work as every other answer
+                self._audit(uow, user_id, "login_locked", now)
                 await uow.commit()
-                raise AuthError("登录失败次数过多，账号已暂时锁定，请15分钟后再试 (too many failed logins: locked for 15 minutes)")
-            if not self._verify(user.password_hash, password):
-                user.failed_logins += 1
-                if user.failed_logins >= MAX_FAILED_LOGINS:
-                    user.locked_until, user.failed_logins = now + LOCKOUT, 0
-                    self._audit(uow, user.id, "account_locked", now)
-                self._audit(uow, user.id, "login_failed", now)
+                raise AuthError(LOCKED_LOGIN)
+            tries = await uow.session.scalar(select(StaffUser.failed_logins).where(StaffUser.id == user_id))
+            await uow.commit()
+        if not self._verify(password_hash, password):
+            async with self._uow() as uow:
+                if tries >= MAX_FAILED_LOGINS:
+                    await uow.session.execute(
+                        update(StaffUser).where(StaffUser.id == user_id)
+                        .values(locked_until=now + LOCKOUT, failed_logins=0)
+                        .execution_options(synchronize_session=False))
+                    self._audit(uow, user_id, "account_locked", now)
+                self._audit(uow, user_id, "login_failed", now)
                 await uow.commit()
-                raise AuthError("用户名或密码错误 (wrong username or password)")
+            raise AuthError(WRONG_LOGIN)
+        async with self._uow() as uow:
+            user = await uow.session.get(StaffUser, user_id)
+            if user is None or not user.active:  # disabled while the password was being checked
+                raise AuthError(WRONG_LOGIN)
             user.failed_logins, user.locked_until = 0, None
             if self._hasher.check_needs_rehash(user.password_hash):
                 user.password_hash = self._hasher.hash(password)

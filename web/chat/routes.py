@@ -279,8 +279,9 @@ async def send(request: web.Request) -> web.Response:
 
 
 def _field(form, name: str) -> str | None:
+    """A text field of a form, without NUL (no database stores it; PostgreSQL refuses the whole row)."""
     value = form.get(name)
-    return value if isinstance(value, str) else None
+    return value.replace("\x00", "") if isinstance(value, str) else None
 
 
 async def upload(request: web.Request) -> web.Response:
@@ -348,7 +349,7 @@ async def _read_field(part: BodyPartReader) -> str:
     while chunk := await part.read_chunk(8192):
         if len(data) < MAX_FIELD:
             data += chunk[: MAX_FIELD - len(data)]
-    return data.decode("utf-8", errors="replace")
+    return data.decode("utf-8", errors="replace").replace("\x00", "")  # as _field
 
 
 async def _drain(part: BodyPartReader) -> None:
