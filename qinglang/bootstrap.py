@@ -16,6 +16,7 @@ from intake.conversation import ConversationEngine
 from intake.clock import Clock, SystemClock
 from intake.deadlines import DeadlinePolicy, load_policy
 from intake.evidence import EvidenceLimits, EvidenceStore
+from intake.images import ImageLimits
 from intake.retention import RetentionService
 from qinglang.datakey import load_cipher
 from qinglang.errors import ConfigError
@@ -108,9 +109,11 @@ def build_container(settings: Settings, *, clock: Clock | None = None) -> Contai
     engine = create_engine(settings.database_url, echo=settings.database.database_echo)
     # personal data columns encrypt with the cipher of their engine; an engine without one refuses them
     bind_cipher(engine, cipher)
-    evidence = EvidenceStore(
-        data_dir / "evidence", EvidenceLimits(max_bytes=settings.storage.max_evidence_bytes)
-    )
+    storage = settings.storage
+    images = ImageLimits(max_pixels=storage.max_image_pixels, max_side=storage.max_image_side,
+                         max_frames=storage.max_image_frames,
+                         max_total_pixels=max(storage.max_image_pixels, ImageLimits.max_total_pixels))
+    evidence = EvidenceStore(data_dir / "evidence", EvidenceLimits(max_bytes=storage.max_evidence_bytes, images=images))
     return Container(
         settings=settings,
         engine=engine,

@@ -34,6 +34,10 @@ class StorageSettings(BaseSettings):
 
     data_dir: Path = Path("data")
     max_evidence_bytes: int = Field(default=50 * 1024 * 1024, ge=1)
+    # images are decoded only within these (decompression bombs): one frame, a side, an animation's frames
+    max_image_pixels: int = Field(default=40_000_000, ge=1)
+    max_image_side: int = Field(default=30_000, ge=1)
+    max_image_frames: int = Field(default=300, ge=1)
 
     @property
     def evidence_dir(self) -> Path:

@@ -52,6 +52,8 @@ def test_nginx_sends_the_webhook_to_both_bot_replicas():
     assert "proxy_pass http://qinglang_bot;" in webhook
     assert "http_503" in webhook and "non_idempotent" in webhook  # a replica shutting down: the other one
     assert re.search(r"location = /metrics \{\s*return 404;", conf)
+    login = re.search(r"location = /login \{(.*?)\}", conf, re.S).group(1)
+    assert "limit_req zone=qinglang_login" in login  # password spraying from one address
     nginx = _compose()["services"]["nginx"]
     assert "./deploy/nginx.conf:/etc/nginx/conf.d/default.conf:ro" in nginx["volumes"]
 

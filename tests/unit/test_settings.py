@@ -54,3 +54,18 @@ def test_password_is_not_echoed_in_url_errors():
     with pytest.raises(ConfigError) as caught:
         normalise_database_url("oracle://scott:tiger@db/x")
     assert "tiger" not in str(caught.value)
+
+
+async def test_image_limits_reach_the_evidence_store(tmp_path):
+    from qinglang.bootstrap import build_container
+
+    settings = load_settings(env_file=None, data_dir=tmp_path / "data", max_image_pixels=1000, max_image_side=50,
+                             max_image_frames=2, database_url=f"sqlite+aiosqlite:///{tmp_path}/q.db")
+    container = build_container(settings)
+    images = container.evidence.limits.images
+    assert (images.max_pixels, images.max_side, images.max_frames) == (1000, 50, 2)
+    assert images.max_total_pixels >= 1000
+    await container.close()
+    with pytest.raises(ConfigError) as caught:
+        load_settings(env_file=None, data_dir=tmp_path / "data", max_image_pixels=0)
+    assert "max_image_pixels" in str(caught.value).lower()
