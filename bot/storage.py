@@ -18,6 +18,10 @@ from aiogram.fsm.state import State
 from aiogram.fsm.storage.base import BaseEventIsolation, BaseStorage, DefaultKeyBuilder, StateType, StorageKey
 from aiogram.fsm.storage.memory import SimpleEventIsolation
 from aiogram.fsm.storage.redis import RedisEventIsolation, RedisStorage
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
@@ -128,6 +132,17 @@ class DatabaseStorage(BaseStorage):
         return state, dict(data)
 
 
+def redis_connection_options() -> dict[str, Any]:
+    """A connection dropped by a Redis restart is dialled again and the command retried, instead of the
+    update failing (it would be replayed later, out of order with what the person sent next)."""
+    return {
+        "retry": Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=6),
+        "retry_on_error": [RedisConnectionError, RedisTimeoutError],
+        "health_check_interval": 15,
+        "socket_keepalive": True,
+    }
+
+
 def build_storage(
     redis_url: str | None, session_factory: async_sessionmaker, *, redis_prefix: str = REDIS_PREFIX
 ) -> BaseStorage:
@@ -136,7 +151,7 @@ def build_storage(
         key_builder = DefaultKeyBuilder(
             prefix=redis_prefix, with_bot_id=True, with_business_connection_id=True, with_destiny=True
         )
-        return RedisStorage.from_url(redis_url, key_builder=key_builder)
+        return RedisStorage.from_url(redis_url, connection_kwargs=redis_connection_options(), key_builder=key_builder)
     return DatabaseStorage(session_factory)
 
 
@@ -149,5 +164,5 @@ def build_event_isolation(redis_url: str | None, storage: BaseStorage) -> BaseEv
     if isinstance(storage, RedisStorage):
         return storage.create_isolation()
     if redis_url:
-        return RedisEventIsolation.from_url(redis_url)
+        return RedisEventIsolation.from_url(redis_url, connection_kwargs=redis_connection_options())
     return SimpleEventIsolation()

@@ -67,5 +67,7 @@ class RedisWindow:
 
 def build_window(redis_url: str | None, *, limit: int = 20, seconds: float = 10.0) -> MemoryWindow | RedisWindow:
     if redis_url:
-        return RedisWindow(Redis.from_url(redis_url), limit, seconds)
+        from bot.storage import redis_connection_options
+
+        return RedisWindow(Redis.from_url(redis_url, **redis_connection_options()), limit, seconds)
     return MemoryWindow(limit, seconds)

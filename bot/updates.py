@@ -59,13 +59,21 @@ class UpdateFlow:
         self.bot = bot
         self.inbox = inbox
         self._in_flight: set[asyncio.Task] = set()
+        self._handling: set[int] = set()  # inbox ids being handled in this process
 
     async def store(self, payload: dict[str, Any]) -> StoredUpdate | None:
-        """Commit the update to the inbox; None when it was stored before (Telegram delivered it again).
-        Raises NotAnUpdate for a body that is not an update, and the database's error when it is down."""
+        """Commit the update to the inbox; None when it was stored and handled before (Telegram delivered it
+        again). Raises NotAnUpdate for a body that is not an update, and the database's error when it is down."""
         update_id = update_id_of(payload)
         inbox_id = await self.inbox.store(CHANNEL, str(update_id), payload)
-        return None if inbox_id is None else StoredUpdate(inbox_id, payload)
+        if inbox_id is not None:
+            return StoredUpdate(inbox_id, payload)
+        taken = await self.inbox.take_over(CHANNEL, str(update_id))
+        if taken is None or taken.id in self._handling:  # handled, or being handled right here
+            return None
+        log.info("update %s was stored but not handled (its first delivery was answered 503): handling it now",
+                 update_id)
+        return StoredUpdate(taken.id, taken.payload)
 
     async def handle(self, stored: StoredUpdate, *, replay: bool = False) -> None:
         """Handle a stored update; failures stay in the inbox (InboxMiddleware) for the replay."""
@@ -75,10 +83,13 @@ class UpdateFlow:
             log.error("stored update %s is not one aiogram can read: %s", stored.inbox_id, exc)
             await self.inbox.failed(stored.inbox_id, f"ValidationError: {exc}")
             return
+        self._handling.add(stored.inbox_id)
         try:
             await self.dispatcher.feed_update(self.bot, update, inbox_id=stored.inbox_id, replay=replay)
         except Exception:  # e.g. the database went away before "processed" was written: the replay retries
             log.exception("update in inbox row %s was not completed; the replay will try it again", stored.inbox_id)
+        finally:
+            self._handling.discard(stored.inbox_id)
 
     def spawn(self, stored: StoredUpdate) -> asyncio.Task:
         task = asyncio.create_task(self.handle(stored), name=f"update-{stored.inbox_id}")

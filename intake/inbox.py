@@ -56,6 +56,30 @@ class Inbox:
                 return None
             return row.id
 
+    async def take_over(self, channel: str, external_id: str) -> PendingUpdate | None:
+        """A repeated delivery of an update that is stored but not handled: the caller takes it over.
+
+        This is how an update whose store looked failed is not left for the replay: the commit reached the
+        database but its answer did not (the connection dropped), the webhook said 503, and Telegram
+        delivered the update again. Handling it now keeps it in order with what the person sends next;
+        the replay would take it only after the lease, out of order. None: handled already, given up on,
+        or changed by another process meanwhile."""
+        now = self._clock.now()
+        async with self._uow() as uow:
+            row = await uow.session.scalar(select(InboxUpdate).where(
+                InboxUpdate.channel == channel, InboxUpdate.external_id == external_id))
+            if row is None or row.processed_at is not None or row.attempts >= MAX_ATTEMPTS:
+                return None
+            unchanged = (InboxUpdate.lease_until.is_(None) if row.lease_until is None
+                         else InboxUpdate.lease_until == row.lease_until)
+            taken = await uow.session.execute(
+                update(InboxUpdate).where(InboxUpdate.id == row.id, InboxUpdate.processed_at.is_(None), unchanged)
+                .values(lease_until=now + self._lease).execution_options(synchronize_session=False))
+            await uow.commit()
+            if taken.rowcount != 1:
+                return None
+            return PendingUpdate(row.id, row.channel, row.external_id, row.payload, row.attempts)
+
     async def processed(self, row_id: int) -> None:
         await self._set(row_id, processed_at=self._clock.now(), error=None, lease_until=None)
 

@@ -114,6 +114,30 @@ async def test_webhook_answers_503_until_the_update_is_stored_then_handles_it_on
         assert len(await inbox_rows(container.uow)) == 1
 
 
+async def test_an_update_stored_though_its_commit_looked_failed_is_handled_at_the_next_delivery(container, fake):
+    """The commit reached the database but its answer did not (the connection dropped): 503, Telegram
+    delivers again, and the stored update is handled then, in order, not by the replay a lease later."""
+    async with webhook_app(container, fake) as (client, channel):
+        real_store = channel.inbox.store
+
+        async def store_then_lose_the_answer(*args, **kwargs):
+            await real_store(*args, **kwargs)
+            raise OperationalError("COMMIT", {}, ConnectionResetError("connection reset by peer"))
+
+        channel.inbox.store = store_then_lose_the_answer
+        update = fake.message(ALICE, "/start")
+        assert (await client.post(channel.settings.webhook_path, json=update, headers=HEADERS)).status == 503
+        assert fake.messages_to(ALICE.id) == []
+        channel.inbox.store = real_store
+        assert (await client.post(channel.settings.webhook_path, json=update, headers=HEADERS)).status == 200
+        assert fake.messages_to(ALICE.id) == [WELCOME]
+        assert (await inbox_row(container.uow, update["update_id"])).processed_at is not None
+        # a third delivery finds it handled: nothing more
+        assert (await client.post(channel.settings.webhook_path, json=update, headers=HEADERS)).status == 200
+        assert fake.messages_to(ALICE.id) == [WELCOME]
+        assert await channel.replay() == 0
+
+
 @pytest.mark.parametrize("body", [b"{not json", b"[1, 2]", b'{"update_id": "7"}', b'{"message": {}}',
                                   "\ud800".encode("utf-8", "surrogatepass"), b'{"update_id": true}'])
 async def test_webhook_refuses_what_is_not_an_update_with_400(container, fake, body):
