@@ -4,7 +4,7 @@
 - A body that is not JSON (or nested too deep to read) or not an update: 400. Telegram does not retry a 4xx, and retrying a broken body
   would never help; it is logged.
 - The inbox cannot be written (database down): 503, so Telegram delivers the update again later.
-- Stored: the update is handled right away and the answer waits for it up to `answer_within` seconds;
+- Stored: the update is handled right away and the answer waits for it up to `answer_within` (10) seconds;
   a slower update keeps running in the background (Telegram would resend after about 60 s, and the inbox
   would drop that copy as a duplicate anyway).
 """
@@ -26,7 +26,7 @@ SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 
 
 class WebhookHandler:
-    def __init__(self, flow: UpdateFlow, secret: str, *, answer_within: float = 50.0) -> None:
+    def __init__(self, flow: UpdateFlow, secret: str, *, answer_within: float = 10.0) -> None:
         self._flow = flow
         self._secret = secret.encode()
         self._answer_within = answer_within

@@ -170,6 +170,8 @@ class Case(Base):
     duplicate_of_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), index=True)
     # where an API case's originating system wants its notifications (None: the complainant is called)
     callback_url: Mapped[str | None] = mapped_column(String(500))
+    # a conversation's submission (person and draft, hashed): a retried submit finds this case (migration 0012)
+    submission_key: Mapped[str | None] = mapped_column(String(64), unique=True)
     # the satisfaction follow-up (回访): due one working day after close, then the rating
     survey_due_on: Mapped[date | None] = mapped_column(Date, index=True)
     satisfaction: Mapped[int | None]

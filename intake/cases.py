@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
@@ -81,6 +82,8 @@ class NewCase:
     evidence: tuple[EvidenceItem, ...] = ()
     links: tuple[str, ...] = ()
     callback_url: str | None = None  # an API case's originating system, told of every step
+    # the same submission handled again (a retried update) finds its case instead of filing a second one
+    submission_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -167,6 +170,11 @@ class CaseService:
         actor = actor or Actor.system()
         received_at = new.received_at or self._clock.now()
         decision = self._routing.route(RoutingRequest(new.kind, new.category, new.focus_area, new.merchant))
+        if new.submission_key is not None:
+            async with self._uow() as uow:
+                filed = await uow.session.scalar(select(Case.id).where(Case.submission_key == new.submission_key))
+            if filed is not None:
+                return dataclasses.replace(await self.get(filed), routing=decision)
         async with self._uow() as uow:
             now = self._clock.now()
             complainant = await self._complainant(uow, new, now)
@@ -197,6 +205,7 @@ class CaseService:
                 nlu_confidence=new.nlu_confidence,
                 routing_rule=decision.rule_id,
                 callback_url=new.callback_url,
+                submission_key=new.submission_key,
                 received_at=received_at,
                 created_at=now,
                 updated_at=now,

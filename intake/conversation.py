@@ -7,6 +7,8 @@ Messages are written in Simplified Chinese and translated through gettext (`_`).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import unicodedata
 from dataclasses import dataclass, field, replace
@@ -866,6 +868,7 @@ class ConversationEngine:
         description = "\n".join([draft.description, *draft.additions])
         anonymous = draft.kind == Kind.TIPOFF and bool(draft.anonymous)
         new = NewCase(
+            submission_key=_submission_key(turn.person, draft),
             kind=Kind(draft.kind),
             category=draft.category,
             description=description,
@@ -1214,3 +1217,10 @@ def _storable_event(event: Inbound) -> Inbound:
         attachment = replace(attachment, name=_storable(attachment.name))
     return replace(event, text=_storable(event.text), value=_storable(event.value), args=_storable(event.args),
                    attachment=attachment)
+
+
+def _submission_key(person: Person, draft: Draft) -> str:
+    """The same person submitting the same draft: a retry of one submit (the update handled again after
+    its reply could not be saved) files no second case."""
+    material = json.dumps([person.channel, person.user_id, draft.to_dict()], ensure_ascii=False, sort_keys=True)
+    return hashlib.sha256(material.encode()).hexdigest()

@@ -15,7 +15,7 @@ from nlu.embedded import EmbeddedModel, load_or_train
 from nlu.entities import EntityExtractor
 from nlu.kind import decide_kind
 from nlu.result import NluResult, Scored
-from nlu.text import normalise
+from nlu.text import normalise, tokens
 from nlu.training import KIND_INTENTS, TrainingData, default_training_data
 from nlu.taxonomy import CATEGORY_IDS
 
@@ -59,6 +59,8 @@ class EmbeddedBackend:
         if self._model is None:
             self._model = load_or_train(self.data, self._cache_dir, progress=self._progress)
             self._extractor = EntityExtractor(self.data)
+            # jieba's dictionary and zhconv load on first use (about 2 s): not in the first citizen's request
+            tokens(normalise("直播间买的衣服"))
 
     async def parse(self, text: str, *, now: datetime) -> NluResult:
         return self.classify(text, now=now)

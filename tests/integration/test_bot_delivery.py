@@ -349,3 +349,36 @@ async def test_metrics_count_updates_and_read_the_outbox(container, fake):
     assert metric(text, "qinglang_http_requests_total",
                   f'{{method="POST",route="{webhook.settings.bot.webhook_path}",status="200"}}') == 3
     assert 'route="/cases/{' in text and 'route="/cases/123"' not in text
+
+
+async def test_a_submit_handled_again_files_no_second_case(container, fake, monkeypatch):
+    """The case was committed but the reply state could not be saved (Redis went away): the update fails,
+    the replay handles it again, and the same submission finds its case instead of filing another."""
+    from tests.integration.test_bot_flows import reach_complaint_summary, stored_cases
+    from tests.integration.bot_driver import Person
+
+    async with webhook_app(container, fake) as (client, channel):
+        async def deliver(update):
+            response = await client.post(channel.settings.webhook_path, json=update, headers=HEADERS)
+            assert response.status == 200
+
+        alice = Person(fake, ALICE, deliver, storage=channel.storage, uow=container.uow)
+        await reach_complaint_summary(alice)
+        real_set_data = channel.storage.set_data
+        failures = []
+
+        async def set_data_failing_once(key, data):
+            if not failures and "applied" in data:
+                failures.append(key)
+                raise ConnectionError("Redis went away")
+            return await real_set_data(key, data)
+
+        monkeypatch.setattr(channel.storage, "set_data", set_data_failing_once)
+        submit = fake.callback(alice.user, alice.last_buttons()["✅ 提交"])
+        await alice.deliver(submit)
+        assert failures and len(await stored_cases(container)) == 1  # filed, but the receipt was not saved
+        assert await channel.replay() == 1
+        cases = await stored_cases(container)
+        assert len(cases) == 1
+        receipts = [text for text in fake.messages_to(ALICE.id) if text.startswith("✅ 已登记")]
+        assert len(receipts) == 1 and cases[0].row.number in receipts[0]
