@@ -3,11 +3,13 @@
 The new draft and the replies still to send are saved together before anything is sent, marked with
 the update they answer. If sending fails, the inbox replays that update later: it then finds the
 update already applied and only sends what is left, so no answer is applied twice and no reply
-(a case number!) is lost.
+(a case number!) is lost. An update replayed after the person has moved on (its handling completed, but
+"handled" could not be recorded) is recognised among the chat's last applied updates and skipped.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from aiogram import Bot
@@ -20,6 +22,9 @@ from intake.draft import Draft
 from qinglang.i18n import language_of
 
 CHANNEL = "telegram"
+SEEN_UPDATES = 50  # the updates of a chat already applied, so a late replay of one is not applied again
+
+log = logging.getLogger(__name__)
 
 
 async def load_draft(state: FSMContext) -> Draft | None:
@@ -33,10 +38,17 @@ def person_of(user: User) -> Person:
 async def converse(engine: ConversationEngine, bot: Bot, state: FSMContext, user: User, chat_id: int,
                    event: Inbound, update_id: int) -> None:
     data = await state.get_data()
+    seen = list(data.get("seen", []))
+    if data.get("applied") != update_id and update_id in seen:
+        # applied before, and the person has moved on since: its handling was complete but could not be
+        # recorded (the process died, the database went away), so the replay brought it back
+        log.info("update %s of chat %s was applied before: not again", update_id, chat_id)
+        return
     if data.get("applied") != update_id:
         outcome = await engine.handle(event, Draft.from_dict(data.get("draft")), person_of(user))
         rev = outcome.draft.rev if outcome.draft else 0
-        data = {"applied": update_id, "unsent": [_pack(reply, user.id, rev) for reply in outcome.replies]}
+        data = {"applied": update_id, "seen": [*seen, update_id][-SEEN_UPDATES:],
+                "unsent": [_pack(reply, user.id, rev) for reply in outcome.replies]}
         if outcome.draft is not None:
             data["draft"] = outcome.draft.to_dict()
         await state.set_data(data)

@@ -382,3 +382,44 @@ async def test_a_submit_handled_again_files_no_second_case(container, fake, monk
         assert len(cases) == 1
         receipts = [text for text in fake.messages_to(ALICE.id) if text.startswith("✅ 已登记")]
         assert len(receipts) == 1 and cases[0].row.number in receipts[0]
+
+
+async def test_an_update_handled_but_not_recorded_is_not_applied_again_by_the_replay(container, fake, clock):
+    """Handled and answered, but "processed" could not be written (the database went away): the lease runs
+    out and the replay brings the update back after the person has moved on. It is not applied again."""
+    from tests.integration.test_bot_flows import ORDER_Q
+
+    async with webhook_app(container, fake) as (client, channel):
+        real_processed = channel.inbox.processed
+        lost = []
+
+        async def processed_lost_once(row_id):
+            if not lost:
+                lost.append(row_id)
+                raise OperationalError("UPDATE inbox ...", {}, ConnectionResetError("connection reset"))
+            return await real_processed(row_id)
+
+        channel.inbox.processed = processed_lost_once
+        path = channel.settings.webhook_path
+        first = fake.message(ALICE, CASHMERE)
+        assert (await client.post(path, json=first, headers=HEADERS)).status == 200
+        assert fake.messages_to(ALICE.id) == [CASHMERE_CONFIRM]
+        assert lost and (await inbox_row(container.uow, first["update_id"])).processed_at is None
+        confirm = fake.callback(ALICE, next(b["callback_data"] for row in fake.calls("sendMessage")[-1]
+                                              .params["reply_markup"]["inline_keyboard"] for b in row
+                                              if b["text"] == "对，继续"))
+        assert (await client.post(path, json=confirm, headers=HEADERS)).status == 200
+        assert fake.messages_to(ALICE.id) == [CASHMERE_CONFIRM, ORDER_Q]
+        draft_before = await channel.storage.get_data(_draft_key(ALICE))
+
+        clock.advance(seconds=DEFAULT_LEASE.total_seconds() + 1)
+        assert await channel.replay() == 1  # the lease of the first update ran out
+        assert fake.messages_to(ALICE.id) == [CASHMERE_CONFIRM, ORDER_Q]  # nothing said again
+        assert (await channel.storage.get_data(_draft_key(ALICE)))["draft"] == draft_before["draft"]
+        assert (await inbox_row(container.uow, first["update_id"])).processed_at is not None
+
+
+def _draft_key(user):
+    from tests.integration.bot_driver import draft_key
+
+    return draft_key(user.id)
