@@ -33,8 +33,9 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && command -v dpkg >
   fi
 fi
 
-# On every CPU (pytest-xdist); QINGLANG_TEST_WORKERS=0 runs in one process, e.g. to use a debugger.
-.venv/bin/python -m pytest -p no:cacheprovider -n "${QINGLANG_TEST_WORKERS:-auto}" "$@"
+# On every CPU (pytest-xdist), a test file per worker (the fault tests share one cluster per file);
+# QINGLANG_TEST_WORKERS=0 runs in one process, e.g. to use a debugger.
+.venv/bin/python -m pytest -p no:cacheprovider -n "${QINGLANG_TEST_WORKERS:-auto}" --dist loadfile "$@"
 status=$?
 if [ "$status" -eq 5 ]; then
   echo "test.sh: no tests were collected: failing" >&2
