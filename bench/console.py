@@ -718,11 +718,12 @@ async def explain(container: Container, users: dict[str, dict], word: str) -> di
 BENCH_DATA_KEY = base64.urlsafe_b64encode(hashlib.sha256(b"qinglang bench data key").digest()).decode()
 
 
-def settings_for(args, data_dir: Path) -> Settings:
+def settings_for(args, data_dir: Path, **extra: Any) -> Settings:
+    """The bench's settings (bench/reports.py adds its own overrides as `extra`)."""
     overrides: dict[str, Any] = {"data_dir": data_dir, "database_url": args.database_url, "data_key": BENCH_DATA_KEY}
     if args.nlu_cache_dir:
         overrides["nlu_cache_dir"] = args.nlu_cache_dir
-    return load_settings(env_file=None, **overrides)
+    return load_settings(env_file=None, **overrides, **extra)
 
 
 async def run(args) -> None:

@@ -63,7 +63,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine  # noqa: E402
 
 import reports.figures as figures_module  # noqa: E402
 from bench.console import (  # noqa: E402
-    BENCH_DATA_KEY,
     HANDLER_USER,
     KEY_LINE,
     TRIAGE_USER,
@@ -76,12 +75,12 @@ from bench.console import (  # noqa: E402
     reset,
     row_counts,
     seed_to,
+    settings_for,
     summary,
 )
 from db import migrate  # noqa: E402
 from db.models import Base, Case, CaseEvent, CaseUnit, Unit  # noqa: E402
 from qinglang.bootstrap import Container, build_container  # noqa: E402
-from qinglang.settings import Settings, load_settings  # noqa: E402
 from reports.period import Period, ReportScope  # noqa: E402
 from reports.service import ReportService  # noqa: E402
 from routing.sync import sync_units  # noqa: E402
@@ -531,19 +530,11 @@ async def measure_console(container: Container, users: dict[str, dict], period: 
 # -- main ------------------------------------------------------------------------------------------------
 
 
-def settings_for(args, data_dir: Path) -> Settings:
-    overrides: dict[str, Any] = {"data_dir": data_dir, "database_url": args.database_url, "data_key": BENCH_DATA_KEY}
-    if args.nlu_cache_dir:
-        overrides["nlu_cache_dir"] = args.nlu_cache_dir
-    if args.campaign_start:
-        overrides["campaign_start"] = args.campaign_start
-    return load_settings(env_file=None, **overrides)
-
-
 async def run(args) -> None:
     rng = random.Random(args.seed)
     with tempfile.TemporaryDirectory(prefix="qinglang-bench-") as tmp:
-        settings = settings_for(args, Path(tmp) / "data")
+        settings = settings_for(args, Path(tmp) / "data",
+                                **({"campaign_start": args.campaign_start} if args.campaign_start else {}))
         campaign_start = settings.reports.campaign_start
         await ensure_database(settings.database_url)
         container = build_container(settings)

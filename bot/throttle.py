@@ -15,6 +15,8 @@ from typing import Protocol
 
 from redis.asyncio import Redis
 
+from bot.storage import redis_connection_options
+
 REDIS_PREFIX = "qinglang:throttle"
 
 
@@ -67,7 +69,5 @@ class RedisWindow:
 
 def build_window(redis_url: str | None, *, limit: int = 20, seconds: float = 10.0) -> MemoryWindow | RedisWindow:
     if redis_url:
-        from bot.storage import redis_connection_options
-
         return RedisWindow(Redis.from_url(redis_url, **redis_connection_options()), limit, seconds)
     return MemoryWindow(limit, seconds)
