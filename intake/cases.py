@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
 import dataclasses
+import hashlib
+import secrets
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
@@ -178,10 +179,8 @@ class CaseService:
         async with self._uow() as uow:
             now = self._clock.now()
             complainant = await self._complainant(uow, new, now)
-            year = self._local_date(received_at).year
-            serial = await uow.cases.next_number(self._prefix, year)
             case = Case(
-                number=f"{self._prefix}-{year}-{serial:06d}",
+                number=_provisional_number(),
                 kind=new.kind.value,
                 category=new.category,
                 focus_area=new.focus_area,
@@ -235,6 +234,11 @@ class CaseService:
             )
             case.next_due_on = _next_due(case)
             await uow.flush()
+            # The year's counter row stays locked until commit, so concurrent creators queue on it:
+            # the number is taken last, leaving only the notices and the commit inside that lock.
+            year = self._local_date(received_at).year
+            serial = await uow.cases.next_number(self._prefix, year)
+            case.number = f"{self._prefix}-{year}-{serial:06d}"
             if new.channel not in CONVERSATION_CHANNELS:  # a conversation gives its own receipt
                 notify_complainant(uow.session, case, complainant, Template.RECEIVED, now,
                                    unit=decision.lead, due_on=_iso(case.next_due_on),
@@ -778,6 +782,11 @@ def _staff(actor: Actor) -> int | None:
 
 def _lead_code(case: Case) -> str | None:
     return next((a.unit.code for a in case.assignments if a.active and a.role == "lead"), None)
+
+
+def _provisional_number() -> str:
+    """Unique stand-in for the case number until the real one is taken just before commit."""
+    return f"pending-{secrets.token_hex(12)}"
 
 
 def _iso(day: date | None) -> str | None:
