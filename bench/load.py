@@ -1101,7 +1101,7 @@ async def settle(cluster: Cluster, timeout: float) -> dict[str, int]:
     while True:
         state = {
             "inbox_unhandled": await cluster.scalar("SELECT count(*) FROM inbox WHERE processed_at IS NULL"),
-            "outbox_open": await cluster.scalar("SELECT count(*) FROM outbox WHERE status IN ('pending', 'sending')"),
+            "outbox_open": await cluster.scalar("SELECT count(*) FROM outbox WHERE status IN ('pending', 'claimed', 'sending')"),
         }
         if not any(state.values()) or time.monotonic() > deadline:
             return state
@@ -1242,7 +1242,7 @@ async def verify(cluster: Cluster, run: LoadRun) -> Check:
     latencies = []
     number_of_case = {c.id: c.number for c in cases}
     for row in outbox:
-        if row.status in ("pending", "sending"):
+        if row.status in ("pending", "claimed", "sending"):
             check.lost.append(f"outbox {row.id} ({row.template}) still {row.status} after settling")
             continue
         if row.channel != "telegram":

@@ -114,7 +114,7 @@ async def run(n: int, chats: int, workers: int, database_url: str | None) -> dic
             while True:
                 async with container.uow() as uow:
                     left = await uow.session.scalar(select(func.count()).select_from(OutboxMessage)
-                                                    .where(OutboxMessage.status.in_(("pending", "sending"))))
+                                                    .where(OutboxMessage.status.in_(("pending", "claimed", "sending"))))
                 if not left:
                     break
                 await asyncio.sleep(0.2)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from aiogram import Bot, Dispatcher
@@ -35,7 +36,7 @@ class TelegramChannel:
         settings = container.settings
         redis_url = settings.redis.redis_url.get_secret_value() if settings.redis.redis_url else None
         self.settings = settings.bot
-        self.inbox = Inbox(container.uow, container.clock)
+        self.inbox = Inbox(container.uow, container.clock, lease=timedelta(seconds=settings.bot.inbox_lease_seconds))
         self.storage = build_storage(redis_url, create_session_factory(container.engine))
         self.throttle = build_window(redis_url)
         self.bot = bot or create_bot(settings.bot.bot_token.get_secret_value(), settings.bot.bot_api_base)
@@ -44,7 +45,7 @@ class TelegramChannel:
             evidence_store=container.evidence,
             inbox=self.inbox,
             storage=self.storage,
-            events_isolation=build_event_isolation(redis_url, self.storage),
+            events_isolation=build_event_isolation(redis_url, self.storage, lock_seconds=settings.bot.chat_lock_seconds),
             now=container.clock.now,
             throttle_window=self.throttle,
             observe=metrics.observe_update if metrics else None,

@@ -155,14 +155,19 @@ def build_storage(
     return DatabaseStorage(session_factory)
 
 
-def build_event_isolation(redis_url: str | None, storage: BaseStorage) -> BaseEventIsolation:
+def build_event_isolation(
+    redis_url: str | None, storage: BaseStorage, *, lock_seconds: float = 60.0
+) -> BaseEventIsolation:
     """Handle one user's events in order: a Redis lock across processes, else an in-process lock.
 
     The in-process lock is enough for the embedded default, which runs one bot process; more than one
-    polling/webhook process needs Redis.
+    polling/webhook process needs Redis. A Redis lock expires after `lock_seconds`, so one left by a
+    killed process holds that person no longer.
     """
+    lock_kwargs = {"timeout": lock_seconds}
     if isinstance(storage, RedisStorage):
-        return storage.create_isolation()
+        return storage.create_isolation(lock_kwargs=lock_kwargs)
     if redis_url:
-        return RedisEventIsolation.from_url(redis_url, connection_kwargs=redis_connection_options())
+        return RedisEventIsolation.from_url(redis_url, connection_kwargs=redis_connection_options(),
+                                            lock_kwargs=lock_kwargs)
     return SimpleEventIsolation()

@@ -1,14 +1,17 @@
 """The notifier worker: takes due outbox rows, delivers them on their channel, records the outcome.
 
 Exactly once, or visibly not:
-1. claim: in one transaction, due `pending` rows become `sending` with a lease and this worker's name.
+1. claim: in one transaction, due `pending` rows become `claimed` with a lease and this worker's name.
    Per recipient only the oldest unfinished row is taken, and none while another is in flight or was
    sent in the last chat interval, so messages to one chat keep their order and pace across workers.
    On PostgreSQL `FOR UPDATE SKIP LOCKED` lets several workers claim side by side; SQLite serialises.
-2. send, outside any transaction, paced by SendRate (intake/ratelimit.py).
+2. send, outside any transaction, paced by SendRate (intake/ratelimit.py). A Telegram row is first
+   marked `sending` in its own commit, right before the request, so a worker that dies leaves a mark
+   only on the messages that may have gone out.
 3. record the result; if the database is away, keep retrying the write (the send is not repeated).
-A row still `sending` after its lease belongs to a worker that died: a Telegram row becomes
-`unconfirmed` (it may have gone out: never sent twice), a web or callback row (idempotent) is retried.
+A row whose lease ran out belongs to a worker that died. `claimed` rows never went out and are
+retried. A `sending` Telegram row becomes `unconfirmed` (it may have gone out: never sent twice);
+a web or callback row (idempotent) is retried.
 """
 
 from __future__ import annotations
@@ -35,7 +38,9 @@ from intake.ratelimit import SendRate
 
 log = logging.getLogger(__name__)
 
-PENDING, SENDING, SENT, UNDELIVERABLE, UNCONFIRMED = "pending", "sending", "sent", "undeliverable", "unconfirmed"
+PENDING, CLAIMED, SENDING = "pending", "claimed", "sending"
+SENT, UNDELIVERABLE, UNCONFIRMED = "sent", "undeliverable", "unconfirmed"
+IN_FLIGHT = (CLAIMED, SENDING)
 # channels whose delivery can be repeated without a second message reaching a person
 IDEMPOTENT_CHANNELS = frozenset({"web", "callback", "none"})
 PACED_CHANNELS = frozenset({"telegram"})
@@ -146,9 +151,9 @@ class Notifier:
             .where(
                 o.status == PENDING,
                 o.next_attempt_at <= now,
-                ~exists().where(same_recipient(earlier), earlier.status.in_((PENDING, SENDING)), earlier.id < o.id),
+                ~exists().where(same_recipient(earlier), earlier.status.in_((PENDING, *IN_FLIGHT)), earlier.id < o.id),
                 ~exists().where(same_recipient(busy), or_(
-                    busy.status == SENDING,
+                    busy.status.in_(IN_FLIGHT),
                     and_(busy.status == SENT, busy.sent_at > recent, o.channel.in_(PACED_CHANNELS)),
                 )),
             )
@@ -161,7 +166,7 @@ class Notifier:
             rows = (await uow.session.scalars(query)).all()
             items = []
             for row in rows:
-                row.status, row.worker = SENDING, self.worker_id
+                row.status, row.worker = CLAIMED, self.worker_id
                 row.lease_until = now + self._config.lease
                 row.attempts += 1
                 items.append(self._outgoing(row))
@@ -191,6 +196,12 @@ class Notifier:
     async def _send(self, transport: Transport, item: Outgoing) -> Result:
         if item.lease_until is not None and self._clock.now() >= item.lease_until - LEASE_MARGIN:
             return Retry("waited too long for a sending slot; not sent")  # another worker may take it now
+        if item.channel not in IDEMPOTENT_CHANNELS:
+            try:
+                if not await self._mark_sending(item):
+                    return Retry("taken over by another worker before sending; not sent")
+            except (OperationalError, DBAPIError, OSError) as exc:
+                return Retry(f"could not mark as sending ({type(exc).__name__}); not sent")
         try:
             return await transport.send(item)
         except Exception as exc:  # a transport bug must not leave the row claimed
@@ -198,6 +209,16 @@ class Notifier:
             if item.channel in IDEMPOTENT_CHANNELS:
                 return Retry(f"{type(exc).__name__}: {exc}"[:500])
             return Unconfirmed(f"transport error: {type(exc).__name__}: {exc}"[:500])
+
+    async def _mark_sending(self, item: Outgoing) -> bool:
+        """Record, before the request, that this message may reach the person from now on."""
+        o = OutboxMessage
+        async with self._uow() as uow:
+            marked = await uow.session.execute(
+                update(o).where(o.id == item.id, o.status == CLAIMED, o.worker == self.worker_id)
+                .values(status=SENDING).execution_options(synchronize_session=False))
+            await uow.commit()
+        return marked.rowcount == 1
 
     async def _record(self, item: Outgoing, result: Result) -> None:
         """Write the outcome; while the database is away keep trying (the send is never repeated)."""
@@ -213,7 +234,7 @@ class Notifier:
         now = self._clock.now()
         async with self._uow() as uow:
             row = await uow.session.get(OutboxMessage, item.id, with_for_update=True)
-            if row is None or row.status != SENDING or row.worker != self.worker_id:
+            if row is None or row.status not in IN_FLIGHT or row.worker != self.worker_id:
                 log.warning("notifier: outbox %s was taken over while sending (%s)", item.id, type(result).__name__)
                 return
             row.lease_until, row.worker = None, None
@@ -245,18 +266,20 @@ class Notifier:
     # -- recovery -------------------------------------------------------------------------------------
 
     async def recover(self) -> int:
-        """Rows whose worker died mid-send: Telegram ones are marked unconfirmed, idempotent ones retried."""
+        """Rows of a worker that died: those it may have sent on Telegram are marked unconfirmed; those it
+        never started, and idempotent ones, are retried."""
         now = self._clock.now()
         o = OutboxMessage
-        expired = and_(o.status == SENDING, o.lease_until < now)
+        expired = and_(o.status.in_(IN_FLIGHT), o.lease_until < now)
+        maybe_sent = and_(o.status == SENDING, o.channel.not_in(IDEMPOTENT_CHANNELS))
         async with self._uow() as uow:
             unconfirmed = await uow.session.execute(
-                update(o).where(expired, o.channel.not_in(IDEMPOTENT_CHANNELS))
+                update(o).where(expired, maybe_sent)
                 .values(status=UNCONFIRMED, worker=None, lease_until=None,
                         last_error="the worker stopped while sending; it may have been delivered")
                 .execution_options(synchronize_session=False))
             retried = await uow.session.execute(
-                update(o).where(expired, o.channel.in_(IDEMPOTENT_CHANNELS))
+                update(o).where(expired, ~maybe_sent)
                 .values(status=PENDING, worker=None, lease_until=None, next_attempt_at=now)
                 .execution_options(synchronize_session=False))
             await uow.commit()

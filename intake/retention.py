@@ -32,7 +32,7 @@ from intake.status import DomainError, Status
 
 ACTION = "purge_personal_data"
 BATCH = 200
-STILL_SENDING = ("pending", "sending")
+STILL_SENDING = ("pending", "claimed", "sending")
 
 
 @dataclass(frozen=True)

@@ -67,6 +67,11 @@ class BotSettings(BaseSettings):
     webhook_path: str = Field(default="/telegram/webhook", pattern="^/[A-Za-z0-9/_-]*$")
     webhook_secret: SecretStr | None = None
     inbox_replay_seconds: float = Field(default=60, gt=0)
+    # an update being handled is left alone by other replicas this long; after a crash, replayed after it
+    inbox_lease_seconds: float = Field(default=90, ge=15, le=3600)
+    # one person's updates are handled one at a time (a Redis lock across replicas); a lock left by a
+    # killed replica holds that person this long. Longer than the slowest handling of one update.
+    chat_lock_seconds: float = Field(default=60, ge=5, le=600)
 
     @field_validator("bot_token")
     @classmethod
@@ -151,11 +156,20 @@ class NotifySettings(BaseSettings):
     notify_backoff_cap: float = Field(default=3600.0, gt=0)
     notify_timeout: float = Field(default=10.0, gt=0, le=120)  # one send (Telegram or callback)
     notify_poll: float = Field(default=1.0, gt=0, le=60)
+    # a claim on a notice; when a worker dies, another takes over what it had not started after this long
+    notify_lease_seconds: float = Field(default=120, ge=30, le=3600)
     schedule_time: str = Field(default="08:30", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")  # local, daily jobs
     schedule_poll: float = Field(default=60.0, gt=0, le=3600)
     consultation_autoclose_days: int = Field(default=3, ge=1, le=60)  # working days after the answer
     reminder_days: int = Field(default=2, ge=1, le=10)  # working days before a due date
     escalation_unit: str = Field(default="xiaobao", pattern=r"^[a-z][a-z0-9_]*$")  # gets the overdue digest
+
+    @model_validator(mode="after")
+    def _lease_outlasts_a_send(self) -> NotifySettings:
+        if self.notify_lease_seconds < self.notify_timeout + 15:
+            raise ValueError("QINGLANG_NOTIFY_LEASE_SECONDS must be at least QINGLANG_NOTIFY_TIMEOUT + 15 s, "
+                             "or a slow send could be taken over and repeated by another worker")
+        return self
 
 
 class ReportSettings(BaseSettings):

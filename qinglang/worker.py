@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from datetime import timedelta
 
 from aiogram import Bot
 from aiohttp import web
@@ -47,7 +48,7 @@ class Worker:
             SendRate(notify.notify_rate, notify.notify_chat_interval),
             NotifierConfig(max_attempts=notify.notify_max_attempts, backoff_base=notify.notify_backoff_base,
                            backoff_cap=notify.notify_backoff_cap, chat_interval=notify.notify_chat_interval,
-                           poll_interval=notify.notify_poll),
+                           poll_interval=notify.notify_poll, lease=timedelta(seconds=notify.notify_lease_seconds)),
             worker_id=worker_id,
         )
         self.scheduler = Scheduler(

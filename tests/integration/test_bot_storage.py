@@ -236,3 +236,33 @@ async def test_with_a_redis_url_redis_storage_and_isolation_are_used():
         await client.aclose()
         await isolation.close()
         await storage.close()
+
+
+@pytest.mark.redis
+@pytest.mark.skipif(not TEST_REDIS_URL, reason="TEST_REDIS_URL is not set")
+async def test_a_lock_left_by_a_killed_replica_expires_after_the_chat_lock_setting():
+    from redis.asyncio import Redis
+
+    prefix = f"qinglang-test:{uuid.uuid4().hex[:10]}"
+    storage = build_storage(TEST_REDIS_URL, None, redis_prefix=prefix)
+    isolation = build_event_isolation(TEST_REDIS_URL, storage, lock_seconds=1.5)
+    client = Redis.from_url(TEST_REDIS_URL)
+    k = key()
+    lock_key = f"{prefix}:{BOT}:{k.chat_id}:{k.user_id}:default:lock"
+    try:
+        async with isolation.lock(k):  # the lock is taken with the configured expiry
+            assert 0 < await client.pttl(lock_key) <= 1500
+        # a replica killed while handling leaves its lock behind, with that expiry
+        await client.set(lock_key, "token-of-a-dead-process", px=1500)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        async with asyncio.timeout(10):
+            async with isolation.lock(k):
+                waited = loop.time() - started
+        assert 0.5 < waited < 5, waited  # held until the dead one's lock ran out, not aiogram's 60 s
+    finally:
+        async for name in client.scan_iter(f"{prefix}:*"):
+            await client.delete(name)
+        await client.aclose()
+        await isolation.close()
+        await storage.close()

@@ -319,6 +319,43 @@ async def test_worker_killed_between_send_and_commit(container, fake, bot):
     assert len(fake.delivered(CHAT)) == 1
 
 
+async def test_worker_killed_before_sending_leaves_the_notice_to_be_sent(container, fake, bot):
+    await accepted_case(container)
+    doomed = make_notifier(container, bot, worker_id="doomed")
+    assert len(await doomed.claim()) == 1  # the process dies here, holding the claim, having sent nothing
+    [row] = await rows(container)
+    assert (row.status, row.worker) == ("claimed", "doomed")
+
+    survivor = make_notifier(container, bot, worker_id="survivor")
+    assert await survivor.recover() == 0  # the lease is still running
+    container.clock.advance(minutes=3)
+    assert await survivor.recover() == 1
+    [row] = await rows(container)
+    assert (row.status, row.worker) == ("pending", None)  # never went out: retried, not flagged
+    await drain(survivor, container.clock)
+    [row] = await rows(container)
+    assert row.status == "sent"
+    assert len(fake.delivered(CHAT)) == 1
+
+
+async def test_claimed_notice_taken_over_is_not_sent_by_its_first_worker(container, fake, bot):
+    await accepted_case(container)
+    slow = make_notifier(container, bot, worker_id="slow")
+    [item] = await slow.claim()
+    claimed_at = container.clock.at
+    container.clock.advance(minutes=3)
+    survivor = make_notifier(container, bot, worker_id="survivor")
+    assert await survivor.recover() == 1
+    await drain(survivor, container.clock)
+    # the first worker goes on as if its lease were still running (a clock behind the database's):
+    # the mark before the request finds the row no longer its own, and nothing is sent
+    container.clock.at = claimed_at
+    await slow._deliver(item)
+    [row] = await rows(container)
+    assert row.status == "sent"
+    assert len(fake.delivered(CHAT)) == 1
+
+
 async def test_web_notice_of_a_dead_worker_is_simply_redone(container, bot):
     view = await container.cases.create(complaint(channel="web", complainant=ComplainantInfo(
         channel_user_id="web-1", name="王五", phone="13700000000")))

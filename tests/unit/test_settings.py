@@ -40,6 +40,9 @@ def test_environment_and_dotenv(tmp_path, monkeypatch):
         ("QINGLANG_TIMEZONE", "Mars/Olympus", "unknown time zone"),
         ("QINGLANG_BOT_TOKEN", "not-a-token", "QINGLANG_BOT_TOKEN: a bot token looks like"),
         ("QINGLANG_CASE_NUMBER_PREFIX", "lw-", "QINGLANG_CASE_NUMBER_PREFIX"),
+        ("QINGLANG_NOTIFY_LEASE_SECONDS", "10", "QINGLANG_NOTIFY_LEASE_SECONDS"),
+        ("QINGLANG_INBOX_LEASE_SECONDS", "soon", "QINGLANG_INBOX_LEASE_SECONDS"),
+        ("QINGLANG_CHAT_LOCK_SECONDS", "0", "QINGLANG_CHAT_LOCK_SECONDS"),
     ],
 )
 def test_bad_values_are_one_line_errors(monkeypatch, variable, value, message):
@@ -69,3 +72,33 @@ async def test_image_limits_reach_the_evidence_store(tmp_path):
     with pytest.raises(ConfigError) as caught:
         load_settings(env_file=None, data_dir=tmp_path / "data", max_image_pixels=0)
     assert "max_image_pixels" in str(caught.value).lower()
+
+
+def test_a_notice_lease_shorter_than_a_send_is_refused(monkeypatch):
+    monkeypatch.setenv("QINGLANG_NOTIFY_TIMEOUT", "60")
+    monkeypatch.setenv("QINGLANG_NOTIFY_LEASE_SECONDS", "60")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(env_file=None)
+    assert "QINGLANG_NOTIFY_LEASE_SECONDS must be at least QINGLANG_NOTIFY_TIMEOUT + 15 s" in str(caught.value)
+
+
+async def test_leases_reach_the_worker_and_the_bot(tmp_path):
+    from datetime import timedelta
+
+    from bot.runner import TelegramChannel
+    from qinglang.bootstrap import build_container
+    from qinglang.worker import Worker
+
+    settings = load_settings(env_file=None, data_dir=tmp_path / "data", database_url=f"sqlite+aiosqlite:///{tmp_path}/q.db",
+                             bot_token="123456:ABCDEFGHIJKLMNOPQRSTUVWXYZ", notify_lease_seconds=45,
+                             inbox_lease_seconds=30)
+    container = build_container(settings)
+    worker = Worker(container)
+    channel = TelegramChannel(container)
+    try:
+        assert worker.notifier._config.lease == timedelta(seconds=45)
+        assert channel.inbox._lease == timedelta(seconds=30)
+    finally:
+        await channel.bot.session.close()
+        await worker.stop()
+        await container.close()

@@ -92,7 +92,8 @@ def setup(app: web.Application) -> None:
     container = app[CONTAINER]
     redis = container.settings.redis.redis_url
     storage = DatabaseStorage(create_session_factory(container.engine))
-    isolation = build_event_isolation(redis.get_secret_value() if redis else None, storage)
+    isolation = build_event_isolation(redis.get_secret_value() if redis else None, storage,
+                                      lock_seconds=container.settings.bot.chat_lock_seconds)
     app[SERVICE] = ChatService(container, storage, isolation)
     app[LIMITER] = FailureLimiter(storage, isolation, container.clock)
     app[POST_LIMITER] = FailureLimiter(storage, isolation, container.clock, limit=POST_LIMIT)

@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from aiogram.fsm.storage.base import BaseEventIsolation, BaseStorage
@@ -85,7 +85,8 @@ class ChatService:
         self._container = container
         self._storage = storage
         self._isolation = isolation
-        self.inbox = Inbox(container.uow, container.clock)
+        lease = timedelta(seconds=container.settings.bot.inbox_lease_seconds)
+        self.inbox = Inbox(container.uow, container.clock, lease=lease)
         self.codes = AccessCodes(container.uow, container.clock)
 
     # -- reading ----------------------------------------------------------------------------------
