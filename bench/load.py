@@ -413,6 +413,9 @@ class Cluster:
         self.replicas: list[Proc] = []
         self.ports: list[int] = []
         self.worker: Proc | None = None
+        self.web: Proc | None = None
+        self.web_port = 0
+        self.worker_port = 0
         self.pg_proxy: TcpProxy | None = None
         self.redis_proxy: TcpProxy | None = None
         self.rasa: FakeRasa | None = None
@@ -514,20 +517,26 @@ class Cluster:
         _log(opts, f"database migrated, staff token made ({time.monotonic() - started:.1f}s)")
         started = time.monotonic()
         self.ports = [free_port() for _ in range(opts.replicas)]
-        for i in range(opts.replicas):
-            self.replicas.append(Proc(f"replica-{i}", self._cli("serve", "--no-worker", "--no-migrate", "--port",
+        for i in range(opts.replicas):  # as in docker-compose.yml: bot-1, bot-2 (webhook), app (staff), worker
+            self.replicas.append(Proc(f"replica-{i}", self._cli("serve", "--only", "bot", "--no-migrate", "--port",
                                                                  str(self.ports[i])),
                                       self.env(QINGLANG_PORT=str(self.ports[i])), self.run_dir,
                                       self.run_dir / f"replica-{i}.log"))
-        for proc in self.replicas:
+        self.web_port = free_port()
+        self.web = Proc("web", self._cli("serve", "--only", "web", "--no-migrate", "--port", str(self.web_port)),
+                        self.env(QINGLANG_PORT=str(self.web_port)), self.run_dir, self.run_dir / "web.log")
+        for proc in (*self.replicas, self.web):
             proc.start()
         if opts.worker:
-            self.worker = Proc("worker", self._cli("worker"), self.env(), self.run_dir, self.run_dir / "worker.log")
+            self.worker_port = free_port()
+            self.worker = Proc("worker", self._cli("worker", "--port", str(self.worker_port)), self.env(),
+                               self.run_dir, self.run_dir / "worker.log")
             self.worker.start()
-        await asyncio.gather(*(self.wait_ready(i) for i in range(opts.replicas)))
+        await asyncio.gather(*(self.wait_ready(i) for i in range(opts.replicas)), self._wait_web())
         if self.worker is not None:
             await self.wait_worker()
         procs: dict[str, Any] = {p.name: p for p in self.replicas}
+        procs["web"] = self.web
         if self.worker is not None:
             procs["worker"] = self.worker
         procs["fake-tg"] = self.fake_proc
@@ -565,7 +574,7 @@ class Cluster:
         if self.sampler is not None:
             await self.sampler.stop()
         started = time.monotonic()
-        procs = [*self.replicas, *([self.worker] if self.worker else [])]
+        procs = [*self.replicas, *([self.web] if self.web else []), *([self.worker] if self.worker else [])]
         codes = await asyncio.gather(*(p.stop() for p in procs), return_exceptions=True)
         self.exit_codes = {p.name: c for p, c in zip(procs, codes, strict=True)}
         _log(self.opts, f"stopped with SIGTERM in {time.monotonic() - started:.1f}s, exit codes {self.exit_codes}")
@@ -658,16 +667,50 @@ class Cluster:
     def url(self, i: int) -> str:
         return f"http://127.0.0.1:{self.ports[i]}"
 
+    @property
+    def web_url(self) -> str:
+        """The staff side (`serve --only web`): console and JSON API."""
+        return f"http://127.0.0.1:{self.web_port}"
+
     async def probe(self, i: int, path: str = "/readyz") -> int | None:
         """HTTP status of a replica's probe; None when it does not answer."""
+        return await self._status(self.url(i) + path)
+
+    async def _status(self, url: str) -> int | None:
         assert self.session is not None
         try:
-            async with self.session.get(self.url(i) + path, timeout=aiohttp.ClientTimeout(total=5)) as r:
-                if r.status == 404 and path == "/readyz":
-                    return await self.probe(i, "/healthz")
+            async with self.session.get(url, timeout=aiohttp.ClientTimeout(total=5)) as r:
                 return r.status
         except (aiohttp.ClientError, TimeoutError):
             return None
+
+    async def _wait_web(self, timeout: float = 90) -> None:
+        assert self.web is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.web.alive:
+                raise ClusterError(f"the web process exited: {self.web.tail()}")
+            if await self._status(self.web_url + "/readyz") == 200:
+                return
+            await asyncio.sleep(0.2)
+        raise ClusterError(f"the web process not ready within {timeout}s: {self.web.tail()}")
+
+    async def worker_metrics(self) -> dict[str, float]:
+        """The worker's own /metrics (qinglang worker --port), as {sample with labels: value}."""
+        if self.worker is None or not self.worker_port or self.session is None:
+            return {}
+        try:
+            async with self.session.get(f"http://127.0.0.1:{self.worker_port}/metrics",
+                                        timeout=aiohttp.ClientTimeout(total=5)) as r:
+                body = await r.text()
+        except (aiohttp.ClientError, TimeoutError):
+            return {}
+        samples = {}
+        for line in body.splitlines():
+            if line.startswith(("qinglang_notice_sends_total", "qinglang_outbox_depth")):
+                name, _, value = line.rpartition(" ")
+                samples[name] = float(value)
+        return samples
 
     async def wait_ready(self, i: int, timeout: float = 90) -> None:
         deadline = time.monotonic() + timeout
@@ -683,12 +726,10 @@ class Cluster:
     async def wait_worker(self, timeout: float = 60) -> None:
         assert self.worker is not None
         deadline = time.monotonic() + timeout
-        marker = f"===== start {self.worker.starts} of worker"
         while time.monotonic() < deadline:
             if not self.worker.alive:
                 raise ClusterError(f"the worker exited: {self.worker.tail()}")
-            text = self.worker.log_path.read_text(errors="replace")
-            if "running" in text.rpartition(marker)[2]:
+            if await self._status(f"http://127.0.0.1:{self.worker_port}/readyz") == 200:
                 return
             await asyncio.sleep(0.2)
         raise ClusterError(f"the worker did not start within {timeout}s: {self.worker.tail()}")
@@ -824,22 +865,18 @@ class Balancer:
             await asyncio.sleep(min(0.5 * 2 ** (attempt - 1), 5.0) * random.uniform(0.8, 1.2))
 
     async def api(self, method: str, path: str, payload: Any = None, *, deadline: float = 120) -> tuple[int, Any]:
-        """A staff API call through the balancer, retried on 5xx/connection errors (not on 4xx)."""
+        """A staff API call to the web process, retried on 5xx/connection errors (not on 4xx)."""
         headers = {"Authorization": f"Bearer {self.cluster.staff_token}"}
         started = time.monotonic()
         while True:
-            for i in self._order():
-                try:
-                    async with self.session.request(method, self.cluster.url(i) + path, json=payload, headers=headers,
-                                                    timeout=aiohttp.ClientTimeout(total=self.opts.post_timeout)) as r:
-                        body = await r.json(content_type=None) if r.content_length != 0 else None
-                        if r.status < 500:
-                            return r.status, body
-                        break
-                except aiohttp.ClientConnectorError:
-                    continue
-                except (aiohttp.ClientError, TimeoutError, ValueError):
-                    break
+            try:
+                async with self.session.request(method, self.cluster.web_url + path, json=payload, headers=headers,
+                                                timeout=aiohttp.ClientTimeout(total=self.opts.post_timeout)) as r:
+                    body = await r.json(content_type=None) if r.content_length != 0 else None
+                    if r.status < 500:
+                        return r.status, body
+            except (aiohttp.ClientError, TimeoutError, ValueError):
+                pass
             if time.monotonic() - started > deadline:
                 raise GaveUp(f"{method} {path}")
             await asyncio.sleep(1.0)
@@ -1302,6 +1339,7 @@ class Report:
     check: dict[str, Any]
     memory: dict[str, Any]
     fake_stats: dict[str, int]
+    worker_metrics: dict[str, float] = field(default_factory=dict)
 
     @property
     def error_count(self) -> int:
@@ -1348,6 +1386,7 @@ async def report(cluster: Cluster, run: LoadRun, settled: dict[str, int], check:
         check=asdict(check) | {"ok": check.ok},
         memory=cluster.sampler.as_dict(),
         fake_stats=await cluster.fake.stats(),
+        worker_metrics=await cluster.worker_metrics(),
     )
 
 
@@ -1376,6 +1415,7 @@ def format_report(rep: Report, cluster: Cluster) -> str:
         f"queued->sent p50 {c['notice_latency_ms'].get('p50') and round(c['notice_latency_ms']['p50'])} ms, "
         f"p95 {c['notice_latency_ms'].get('p95') and round(c['notice_latency_ms']['p95'])} ms",
         f"inbox                    {c['inbox']}",
+        f"worker /metrics          {_sends(rep.worker_metrics)}",
         f"after settling           {rep.settle}",
         f"CPU % (of one core)      {rep.memory['cpu_percent']}",
         "memory over time:",
@@ -1391,6 +1431,16 @@ def format_report(rep: Report, cluster: Cluster) -> str:
     lines += [f"  error: {x}" for x in rep.error_samples[:10]]
     lines.append("RESULT: " + ("OK - nothing lost or duplicated" if rep.ok else "FAILED - lost or duplicated"))
     return "\n".join(lines)
+
+
+def _sends(samples: dict[str, float]) -> str:
+    """'telegram sent 500, ...' from the worker's qinglang_notice_sends_total samples."""
+    parts = []
+    for name, value in sorted(samples.items()):
+        if name.startswith("qinglang_notice_sends_total{"):
+            labels = dict(part.split("=", 1) for part in name[name.index("{") + 1:-1].split(","))
+            parts.append(f"{labels['channel'].strip(chr(34))} {labels['outcome'].strip(chr(34))} {value:g}")
+    return ", ".join(parts) or "no sends counted"
 
 
 async def finish(cluster: Cluster, run: LoadRun) -> Report:

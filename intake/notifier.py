@@ -22,6 +22,8 @@ import logging
 import random
 import os
 import socket
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -44,6 +46,7 @@ IN_FLIGHT = (CLAIMED, SENDING)
 # channels whose delivery can be repeated without a second message reaching a person
 IDEMPOTENT_CHANNELS = frozenset({"web", "callback", "none"})
 PACED_CHANNELS = frozenset({"telegram"})
+OUTCOME_NAMES = {Delivered: SENT, Retry: "retry", Undeliverable: UNDELIVERABLE, Unconfirmed: UNCONFIRMED}
 LEASE_MARGIN = timedelta(seconds=15)  # no send starts this close to the end of its claim
 
 
@@ -74,7 +77,9 @@ class Notifier:
         *,
         worker_id: str | None = None,
         rng: random.Random | None = None,
+        on_result: Callable[[str, str, float], None] | None = None,
     ) -> None:
+        """`on_result(channel, outcome, seconds)` hears of every send attempt (metrics)."""
         self._uow = uow
         self._clock = clock
         self._renderer = renderer
@@ -84,6 +89,7 @@ class Notifier:
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"[:64]
         self._rng = rng or random.Random()
         self._wake = asyncio.Event()
+        self._on_result = on_result or (lambda channel, outcome, seconds: None)
 
     def wake(self) -> None:
         """Something was queued: look now instead of at the next poll."""
@@ -188,7 +194,9 @@ class Notifier:
         else:
             paced = self._rate.slot(item.recipient) if item.channel in PACED_CHANNELS else contextlib.nullcontext()
             async with paced:
+                started = time.perf_counter()
                 result = await self._send(transport, item)
+                self._on_result(item.channel, OUTCOME_NAMES[type(result)], time.perf_counter() - started)
         if isinstance(result, Retry) and result.pause_channel and result.after:
             self._rate.pause(result.after)
         await self._record(item, result)

@@ -55,7 +55,9 @@ class ScheduleConfig:
 class Scheduler:
     def __init__(self, uow: UnitOfWorkFactory, clock: Clock, tz: ZoneInfo, cases: CaseService,
                  policy: DeadlinePolicy, config: ScheduleConfig | None = None, *, worker_id: str = "scheduler",
-                 on_queued: Callable[[], None] | None = None) -> None:
+                 on_queued: Callable[[], None] | None = None,
+                 on_job: Callable[[str, str], None] | None = None) -> None:
+        """`on_queued` hears that notices were queued; `on_job(name, "done" | "failed")` of each job run."""
         self._uow = uow
         self._clock = clock
         self._tz = tz
@@ -64,6 +66,7 @@ class Scheduler:
         self._config = config or ScheduleConfig()
         self._worker_id = worker_id
         self._on_queued = on_queued or (lambda: None)
+        self._on_job = on_job or (lambda name, outcome: None)
         self.jobs: dict[str, Callable[[date], Awaitable[dict]]] = {
             "reminders": self.reminders,
             "escalation": self.escalation,
@@ -98,8 +101,10 @@ class Scheduler:
             except Exception as exc:  # recorded, retried at the next tick
                 log.exception("scheduler: job %s of %s failed", name, today)
                 await self._finish(name, today.isoformat(), "failed", error=f"{type(exc).__name__}: {exc}"[:2000])
+                self._on_job(name, "failed")
                 continue
             await self._finish(name, today.isoformat(), "done", result=result)
+            self._on_job(name, "done")
             ran.append(name)
         if ran:
             self._on_queued()

@@ -99,6 +99,7 @@ def serve(host: str | None, port: int | None, no_migrate: bool, no_worker: bool,
 
     from qinglang.worker import Worker
     from web.app import create_app
+    from web.keys import METRICS
 
     settings = _settings()
     if only == "bot" and settings.bot.bot_token is None:
@@ -110,7 +111,7 @@ def serve(host: str | None, port: int | None, no_migrate: bool, no_worker: bool,
             await _migrate(container)
         app = create_app(container, with_bot=only != "web", with_web=only != "bot")
         if not no_worker and only is None:
-            Worker(container).attach(app)
+            Worker(container, counters=app[METRICS].worker_counters()).attach(app)
         return app
 
     try:
@@ -141,23 +142,42 @@ def _echo_data_key_location(settings) -> None:
 
 
 @main.command()
+@click.option("--port", type=int, default=None,
+              help="Port of the worker's /healthz, /readyz and /metrics (default from QINGLANG_WORKER_PORT; 0: none).")
 @runs_async
-async def worker() -> None:
+async def worker(port: int | None) -> None:
     """Deliver notifications and run the scheduled jobs (several may run on PostgreSQL)."""
     import signal
 
+    from aiohttp import web
+
     from qinglang.worker import Worker
+    from web.metrics import WorkerMetrics
+    from web.worker_app import create_worker_app
 
     container = await _container()
+    settings = container.settings
+    port = settings.notify.worker_port if port is None else port
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for name in ("SIGINT", "SIGTERM"):
         loop.add_signal_handler(getattr(signal, name), stop.set)
-    runner = Worker(container)
-    click.echo(f"worker {runner.notifier.worker_id} running; Ctrl+C stops it")
+    metrics = WorkerMetrics(container)
+    http = web.AppRunner(create_worker_app(container, metrics, stop), access_log=None)
     try:
+        if port:
+            await http.setup()
+            try:
+                await web.TCPSite(http, settings.web.host, port).start()
+            except OSError as exc:
+                raise QinglangError(f"cannot listen on {settings.web.host}:{port}: {exc.strerror or exc} "
+                                    "(QINGLANG_WORKER_PORT, or --port 0 for none)") from None
+            click.echo(f"worker health and metrics on http://{settings.web.host}:{port}/metrics")
+        runner = Worker(container, counters=metrics.counters)
+        click.echo(f"worker {runner.notifier.worker_id} running; Ctrl+C stops it")
         await runner.run_until(stop)
     finally:
+        await http.cleanup()
         await container.close()
 
 

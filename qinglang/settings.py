@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from dataclasses import dataclass
@@ -122,6 +123,24 @@ class WebSettings(BaseSettings):
     timezone: str = "Asia/Shanghai"
     secret_key: SecretStr | None = None
     cookie_secure: bool = False  # set behind https so session cookies are never sent in clear
+    # reverse proxies whose X-Forwarded-For is believed (comma-separated addresses or networks)
+    trusted_proxies: str = "127.0.0.0/8,::1/128"
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        for part in value.split(","):
+            if part.strip():
+                try:
+                    ipaddress.ip_network(part.strip(), strict=False)
+                except ValueError:
+                    raise ValueError(f"{part.strip()!r} is not an IP address or network (e.g. 172.28.0.10/32)") from None
+        return value
+
+    @property
+    def trusted_proxy_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        return tuple(ipaddress.ip_network(part.strip(), strict=False) for part in self.trusted_proxies.split(",")
+                     if part.strip())
 
     @field_validator("timezone")
     @classmethod
@@ -156,6 +175,7 @@ class NotifySettings(BaseSettings):
     notify_backoff_cap: float = Field(default=3600.0, gt=0)
     notify_timeout: float = Field(default=10.0, gt=0, le=120)  # one send (Telegram or callback)
     notify_poll: float = Field(default=1.0, gt=0, le=60)
+    worker_port: int = Field(default=8081, ge=0, le=65535)  # `qinglang worker`: /healthz, /readyz, /metrics; 0: none
     # a claim on a notice; when a worker dies, another takes over what it had not started after this long
     notify_lease_seconds: float = Field(default=120, ge=30, le=3600)
     schedule_time: str = Field(default="08:30", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")  # local, daily jobs

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from aiogram import Bot
 from aiohttp import web
@@ -23,11 +24,15 @@ from intake.ratelimit import SendRate
 from intake.scheduler import ScheduleConfig, Scheduler, parse_time
 from qinglang.bootstrap import Container
 
+if TYPE_CHECKING:
+    from web.metrics import WorkerCounters
+
 log = logging.getLogger(__name__)
 
 
 class Worker:
-    def __init__(self, container: Container, *, bot: Bot | None = None, worker_id: str | None = None) -> None:
+    def __init__(self, container: Container, *, bot: Bot | None = None, worker_id: str | None = None,
+                 counters: WorkerCounters | None = None) -> None:
         settings = container.settings
         notify = settings.notify
         self._bot = bot
@@ -50,6 +55,7 @@ class Worker:
                            backoff_cap=notify.notify_backoff_cap, chat_interval=notify.notify_chat_interval,
                            poll_interval=notify.notify_poll, lease=timedelta(seconds=notify.notify_lease_seconds)),
             worker_id=worker_id,
+            on_result=counters.observe_notice if counters else None,
         )
         self.scheduler = Scheduler(
             container.uow, container.clock, settings.tz, container.cases, container.policy,
@@ -57,6 +63,7 @@ class Worker:
                            consultation_autoclose_days=notify.consultation_autoclose_days,
                            escalation_unit=notify.escalation_unit, poll_seconds=notify.schedule_poll),
             on_queued=self.notifier.wake,
+            on_job=counters.observe_job if counters else None,
         )
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task] = []

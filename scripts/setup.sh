@@ -23,7 +23,7 @@ fi
 if [ ! -x .venv/bin/python ]; then
   if ! "$python" -m venv .venv 2>/dev/null; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-      apt-get update -qq && apt-get install -y -qq python3-venv python3.11-venv >/dev/null
+      apt-get -o DPkg::Lock::Timeout=600 update -qq && apt-get -o DPkg::Lock::Timeout=600 install -y -qq python3-venv python3.11-venv >/dev/null
       rm -rf .venv && "$python" -m venv .venv
     else
       echo "setup: cannot create a virtual environment; install python3.11-venv" >&2

@@ -33,7 +33,7 @@ async def readyz(request: web.Request) -> web.Response:
     """Readiness: 200 only when this replica can do its work: the database answers, Redis answers (when
     configured), and the process is not shutting down. A load balancer sends no traffic while it is 503."""
     container = request.app[CONTAINER]
-    checks = {"database": await _check_database(container)}
+    checks = {"database": await check_database(container)}
     if container.settings.redis.redis_url is not None:
         checks["redis"] = await _check_redis(container.settings.redis.redis_url.get_secret_value())
     if request.app[DRAINING].is_set():
@@ -43,7 +43,7 @@ async def readyz(request: web.Request) -> web.Response:
                              status=200 if ready else 503)
 
 
-async def _check_database(container: Container) -> str:
+async def check_database(container: Container) -> str:
     try:
         async with asyncio.timeout(PROBE_SECONDS), container.engine.connect() as conn:
             await conn.execute(text("SELECT 1"))

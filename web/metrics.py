@@ -1,10 +1,12 @@
 """Prometheus metrics at GET /metrics, all named qinglang_*.
 
-Counted in this process: Telegram updates by outcome and their handling time, HTTP requests by route and
-status, NLU fallbacks (Rasa failed, the embedded classifier answered). Read from the database at each
-scrape, so every replica reports the same figures: the outbox by status, the unhandled inbox, overdue open
-cases. One registry per app (no process-global registry), so tests and several apps in one process do not
-mix their counts. Scrapers should reach /metrics on the internal network only (nginx refuses it outside).
+Counted in a web or bot process: Telegram updates by outcome and their handling time, HTTP requests by route
+and status, NLU fallbacks (Rasa failed, the embedded classifier answered). Counted in a worker (its own
+/metrics, web/worker_app.py, or the web app's when `serve` runs the worker in-process): send attempts by
+channel and outcome with their time, scheduled jobs by outcome. Read from the database at each scrape, so
+every process reports the same figures: the outbox by status, the unhandled inbox, overdue open cases.
+One registry per app (no process-global registry), so tests and several apps in one process do not mix
+their counts. Scrapers should reach /metrics on the internal network only (nginx refuses it outside).
 """
 
 from __future__ import annotations
@@ -42,19 +44,11 @@ class _NluFallbacks:
         yield family
 
 
-class Metrics:
-    def __init__(self, container: Container) -> None:
+class DatabaseFigures:
+    """Gauges read from the database at each scrape: the same in every process."""
+
+    def __init__(self, container: Container, registry: CollectorRegistry) -> None:
         self._container = container
-        self.registry = CollectorRegistry(auto_describe=True)
-        registry = self.registry
-        self.updates = Counter("qinglang_updates", "Telegram updates by outcome (handled, failed, throttled, "
-                               "duplicate)", ["outcome"], registry=registry)
-        self.update_seconds = Histogram("qinglang_update_duration_seconds", "Time to handle one Telegram update",
-                                        buckets=LATENCY_BUCKETS, registry=registry)
-        self.http_requests = Counter("qinglang_http_requests", "HTTP requests by route and status",
-                                     ["method", "route", "status"], registry=registry)
-        self.http_seconds = Histogram("qinglang_http_request_duration_seconds", "HTTP request latency by route",
-                                      ["route"], buckets=LATENCY_BUCKETS, registry=registry)
         self.outbox = Gauge("qinglang_outbox_depth", "Notifications not sent yet, by status", ["status"],
                             registry=registry)
         self.inbox_unhandled = Gauge("qinglang_inbox_unhandled", "Stored updates not handled yet", registry=registry)
@@ -63,13 +57,6 @@ class Metrics:
         self.overdue = Gauge("qinglang_overdue_cases", "Open cases past their next statutory deadline",
                              registry=registry)
         self.up = Gauge("qinglang_database_up", "1 when the last scrape could read the database", registry=registry)
-        self.in_flight = Gauge("qinglang_updates_in_flight", "Telegram updates being handled now", registry=registry)
-        registry.register(_NluFallbacks(lambda: int(getattr(container.nlu, "fallbacks", 0))))
-
-    def observe_update(self, outcome: str, seconds: float) -> None:
-        self.updates.labels(outcome).inc()
-        if outcome in ("handled", "failed"):
-            self.update_seconds.observe(seconds)
 
     async def refresh(self) -> None:
         """The figures kept in the database; a scrape during an outage reports database_up 0."""
@@ -99,9 +86,73 @@ class Metrics:
         self.inbox_stuck.set(stuck or 0)
         self.overdue.set(overdue or 0)
 
+
+class WorkerCounters:
+    """What a notifier and scheduler do, counted where they run."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.notices = Counter("qinglang_notice_sends", "Notice send attempts by channel and outcome (sent, retry, "
+                               "undeliverable, unconfirmed)", ["channel", "outcome"], registry=registry)
+        self.notice_seconds = Histogram("qinglang_notice_send_duration_seconds", "Time of one send attempt",
+                                        ["channel"], buckets=LATENCY_BUCKETS, registry=registry)
+        self.jobs = Counter("qinglang_scheduled_jobs", "Daily jobs run, by job and outcome (done, failed)",
+                            ["job", "outcome"], registry=registry)
+
+    def observe_notice(self, channel: str, outcome: str, seconds: float) -> None:
+        self.notices.labels(channel, outcome).inc()
+        self.notice_seconds.labels(channel).observe(seconds)
+
+    def observe_job(self, name: str, outcome: str) -> None:
+        self.jobs.labels(name, outcome).inc()
+
+
+class _Exposition:
+    registry: CollectorRegistry
+    figures: DatabaseFigures
+
     async def handle(self, request: web.Request) -> web.Response:
-        await self.refresh()
+        await self.figures.refresh()
         return web.Response(body=generate_latest(self.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+class WorkerMetrics(_Exposition):
+    """The /metrics of a `qinglang worker` process."""
+
+    def __init__(self, container: Container) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.figures = DatabaseFigures(container, self.registry)
+        self.counters = WorkerCounters(self.registry)
+
+
+class Metrics(_Exposition):
+    """The /metrics of a web or bot process."""
+
+    def __init__(self, container: Container) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        registry = self.registry
+        self.figures = DatabaseFigures(container, registry)
+        self.updates = Counter("qinglang_updates", "Telegram updates by outcome (handled, failed, throttled, "
+                               "duplicate)", ["outcome"], registry=registry)
+        self.update_seconds = Histogram("qinglang_update_duration_seconds", "Time to handle one Telegram update",
+                                        buckets=LATENCY_BUCKETS, registry=registry)
+        self.http_requests = Counter("qinglang_http_requests", "HTTP requests by route and status",
+                                     ["method", "route", "status"], registry=registry)
+        self.http_seconds = Histogram("qinglang_http_request_duration_seconds", "HTTP request latency by route",
+                                      ["route"], buckets=LATENCY_BUCKETS, registry=registry)
+        self.in_flight = Gauge("qinglang_updates_in_flight", "Telegram updates being handled now", registry=registry)
+        registry.register(_NluFallbacks(lambda: int(getattr(container.nlu, "fallbacks", 0))))
+        self._worker_counters: WorkerCounters | None = None
+
+    def worker_counters(self) -> WorkerCounters:
+        """For a worker run inside this process (`serve` without --no-worker): its counters, in this registry."""
+        if self._worker_counters is None:
+            self._worker_counters = WorkerCounters(self.registry)
+        return self._worker_counters
+
+    def observe_update(self, outcome: str, seconds: float) -> None:
+        self.updates.labels(outcome).inc()
+        if outcome in ("handled", "failed"):
+            self.update_seconds.observe(seconds)
 
     @web.middleware
     async def middleware(self, request: web.Request, handler) -> web.StreamResponse:

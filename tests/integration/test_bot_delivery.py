@@ -36,7 +36,7 @@ from tests.fakes.telegram import TOKEN, FakeTelegram, FakeUser
 from tests.integration.bot_driver import inbox_row, inbox_rows
 from tests.integration.test_bot_flows import CASHMERE, CASHMERE_CONFIRM, WELCOME
 from web.app import create_app
-from web.keys import DRAINING
+from web.keys import DRAINING, METRICS
 
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL")
 SECRET = "delivery-secret_0123456789"
@@ -349,6 +349,38 @@ async def test_metrics_count_updates_and_read_the_outbox(container, fake):
     assert metric(text, "qinglang_http_requests_total",
                   f'{{method="POST",route="{webhook.settings.bot.webhook_path}",status="200"}}') == 3
     assert 'route="/cases/{' in text and 'route="/cases/123"' not in text
+
+
+async def test_the_worker_has_its_own_health_and_metrics(container):
+    from web.metrics import WorkerMetrics
+    from web.worker_app import create_worker_app
+
+    metrics, stopping = WorkerMetrics(container), asyncio.Event()
+    metrics.counters.observe_notice("telegram", "sent", 0.02)
+    metrics.counters.observe_notice("telegram", "unconfirmed", 10.0)
+    metrics.counters.observe_job("reminders", "done")
+    async with TestClient(TestServer(create_worker_app(container, metrics, stopping))) as client:
+        assert (await client.get("/healthz")).status == 200
+        response = await client.get("/readyz")
+        assert response.status == 200 and (await response.json())["database"] == "ok"
+        text = await (await client.get("/metrics")).text()
+        stopping.set()  # SIGTERM: the worker finishes its sends; not ready meanwhile
+        assert (await client.get("/readyz")).status == 503
+    assert metric(text, "qinglang_notice_sends_total", '{channel="telegram",outcome="sent"}') == 1
+    assert metric(text, "qinglang_notice_sends_total", '{channel="telegram",outcome="unconfirmed"}') == 1
+    assert metric(text, "qinglang_notice_send_duration_seconds_count", '{channel="telegram"}') == 2
+    assert metric(text, "qinglang_scheduled_jobs_total", '{job="reminders",outcome="done"}') == 1
+    assert metric(text, "qinglang_database_up") == 1
+    assert 'qinglang_outbox_depth{status="pending"}' in text
+    assert "qinglang_http_requests_total" not in text  # a worker serves no traffic of its own
+
+
+async def test_serve_with_the_worker_inside_reports_its_sends(container):
+    app = create_app(container, with_bot=False)
+    app[METRICS].worker_counters().observe_notice("web", "sent", 0.001)
+    async with TestClient(TestServer(app)) as client:
+        text = await (await client.get("/metrics")).text()
+    assert metric(text, "qinglang_notice_sends_total", '{channel="web",outcome="sent"}') == 1
 
 
 async def test_a_submit_handled_again_files_no_second_case(container, fake, monkeypatch):

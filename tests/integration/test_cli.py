@@ -209,7 +209,9 @@ def test_worker_runs_the_daily_jobs_and_stops_on_sigterm(env):
         # the shared database may hold an earlier test's complainants, encrypted with that test's data key
         asyncio.run(_truncate_everything(env["QINGLANG_DATABASE_URL"]))
         assert run(["migrate"], env).returncode == 0  # the units again
-    env = {**env, "QINGLANG_SCHEDULE_TIME": "00:00", "QINGLANG_SCHEDULE_POLL": "0.2"}
+    port = _free_port()
+    env = {**env, "QINGLANG_SCHEDULE_TIME": "00:00", "QINGLANG_SCHEDULE_POLL": "0.2",
+           "QINGLANG_WORKER_PORT": str(port)}
 
     async def runs(*, forget: bool = False) -> list[tuple[str, str]]:
         engine = create_engine(env["QINGLANG_DATABASE_URL"])
@@ -225,6 +227,7 @@ def test_worker_runs_the_daily_jobs_and_stops_on_sigterm(env):
     process = subprocess.Popen([sys.executable, "-m", "qinglang.cli", "worker"], env=env, cwd=env["HOME"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
+        assert f"metrics on http://127.0.0.1:{port}/metrics" in process.stdout.readline()
         assert "running" in process.stdout.readline()  # printed once it listens for SIGTERM
         deadline = time.monotonic() + 60
         done: list[tuple[str, str]] = []
@@ -235,6 +238,14 @@ def test_worker_runs_the_daily_jobs_and_stops_on_sigterm(env):
             done = asyncio.run(runs())
         assert sorted(done) == sorted((job, "done") for job in
                                       ("reminders", "escalation", "halfway", "surveys", "consultations"))
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as response:
+            assert json.loads(response.read())["database"] == "ok"
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            metrics = response.read().decode()
+        for job in ("reminders", "escalation", "halfway", "surveys", "consultations"):
+            assert f'qinglang_scheduled_jobs_total{{job="{job}",outcome="done"}} 1.0' in metrics
+        assert "qinglang_database_up 1.0" in metrics
+        assert 'qinglang_outbox_depth{status="pending"}' in metrics
     finally:
         process.send_signal(signal.SIGTERM)
         out, err = process.communicate(timeout=30)
@@ -260,3 +271,14 @@ def test_purge_from_the_command_line(env):
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 def test_a_bot_replica_needs_a_token(env):
     assert_one_line_error(run(["serve", "--only", "bot", "--no-migrate"], env), "--only bot needs QINGLANG_BOT_TOKEN")
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_worker_refuses_a_port_in_use(env):
+    assert run(["migrate"], env).returncode == 0
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run(["worker", "--port", str(port)], env)
+    assert_one_line_error(result, f"cannot listen on 127.0.0.1:{port}", "QINGLANG_WORKER_PORT")

@@ -33,6 +33,9 @@ async def cluster():
     opts = Options(users=20, replicas=2, ramp=1.0, database_url=database, redis_url=redis,
                    pg_proxy=True, redis_proxy=True, rasa=True, rasa_timeout=3.0,
                    inbox_replay_seconds=2.0,  # the replay still leaves updates younger than 30 s alone
+                   # what a killed replica leaves behind (an update's lease, a person's lock) runs out sooner
+                   # than the production defaults (90 s, 60 s), so the scenarios end sooner
+                   extra_env={"QINGLANG_INBOX_LEASE_SECONDS": "20", "QINGLANG_CHAT_LOCK_SECONDS": "15"},
                    reply_timeout=150, redeliver_for=200, settle_timeout=150, quiet=True)
     async with Cluster(opts) as running:
         yield running

@@ -44,11 +44,12 @@ async def bot(fake):
     await bot.session.close()
 
 
-def make_notifier(container, bot, *, worker_id="w1", timeout=2.0, chat_interval=0.0, **config) -> Notifier:
+def make_notifier(container, bot, *, worker_id="w1", timeout=2.0, chat_interval=0.0, on_result=None,
+                  **config) -> Notifier:
     transports = {"telegram": TelegramTransport(bot, timeout=timeout), "web": WebInbox(), "none": NoChannel()}
     settings = dict(backoff_base=1.0, backoff_cap=4.0, chat_interval=chat_interval, max_attempts=4) | config
     return Notifier(container.uow, container.clock, NoticeRenderer(container.directory), transports,
-                    SendRate(30, chat_interval), NotifierConfig(**settings), worker_id=worker_id)
+                    SendRate(30, chat_interval), NotifierConfig(**settings), worker_id=worker_id, on_result=on_result)
 
 
 def complaint(user_id: str = str(CHAT), **overrides) -> NewCase:
@@ -171,6 +172,24 @@ async def test_server_error_is_retried_and_delivered_once(container, fake, bot):
     assert len(fake.delivered(CHAT)) == 1
     [row] = await rows(container)
     assert (row.status, row.attempts) == ("sent", 3)
+
+
+async def test_send_attempts_are_counted_for_the_metrics(container, fake, bot):
+    from prometheus_client import CollectorRegistry
+
+    from web.metrics import WorkerCounters
+
+    registry = CollectorRegistry()
+    counters = WorkerCounters(registry)
+    await accepted_case(container)
+    fake.fail_next("sendMessage", 500, times=2)
+    await drain(make_notifier(container, bot, on_result=counters.observe_notice), container.clock)
+
+    def sends(outcome: str) -> float | None:
+        return registry.get_sample_value("qinglang_notice_sends_total", {"channel": "telegram", "outcome": outcome})
+
+    assert (sends("retry"), sends("sent")) == (2.0, 1.0)
+    assert registry.get_sample_value("qinglang_notice_send_duration_seconds_count", {"channel": "telegram"}) == 3.0
 
 
 async def test_429_waits_retry_after_for_the_whole_bot(container, fake, bot):

@@ -99,7 +99,32 @@ async def test_rasa_down_falls_back(embedded):
 # -- the real Rasa server ---------------------------------------------------------------------------
 
 RASA_URL = os.environ.get("TEST_RASA_URL")
-real_rasa = pytest.mark.skipif(not RASA_URL, reason="TEST_RASA_URL is not set (scripts/rasa.sh serve)")
+# CI sets the server up beside the suite (.ci/run): the first real-Rasa test waits this long for it
+RASA_WAIT_SECONDS = float(os.environ.get("TEST_RASA_WAIT", "0"))
+
+
+@pytest.fixture(scope="module")
+def rasa_server_up() -> None:
+    import time
+    import urllib.request
+
+    deadline, error = time.monotonic() + RASA_WAIT_SECONDS, None
+    while True:
+        try:
+            with urllib.request.urlopen(f"{RASA_URL}/status", timeout=5) as response:
+                if response.status == 200:
+                    return
+        except OSError as exc:
+            error = exc
+        if time.monotonic() >= deadline:
+            pytest.fail(f"the Rasa server at {RASA_URL} did not answer within {RASA_WAIT_SECONDS:.0f} s: {error} "
+                        "(CI: see /tmp/qinglang-ci-rasa.log)")
+        time.sleep(2)
+
+
+def real_rasa(test):
+    test = pytest.mark.usefixtures("rasa_server_up")(test)
+    return pytest.mark.skipif(not RASA_URL, reason="TEST_RASA_URL is not set (scripts/rasa.sh serve)")(test)
 
 
 @real_rasa

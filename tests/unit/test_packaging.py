@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from pathlib import Path
@@ -38,6 +39,8 @@ def test_compose_file_describes_the_scaled_out_set_up():
         assert "/readyz" in services[name]["healthcheck"]["test"][-1]
     assert services["app"]["command"] == ["qinglang", "serve", "--only", "web", "--no-migrate"]
     assert services["worker"]["command"] == ["qinglang", "worker"]
+    port = services["worker"]["environment"]["QINGLANG_WORKER_PORT"]  # its own /readyz and /metrics
+    assert f"127.0.0.1:{port}/readyz" in services["worker"]["healthcheck"]["test"][-1]
     assert services["rasa"]["build"]["dockerfile"] == "deploy/rasa/Dockerfile"
     for name, service in services.items():
         for key in service.get("environment", {}):
@@ -56,21 +59,49 @@ def test_nginx_sends_the_webhook_to_both_bot_replicas():
     assert "limit_req zone=qinglang_login" in login  # password spraying from one address
     nginx = _compose()["services"]["nginx"]
     assert "./deploy/nginx.conf:/etc/nginx/conf.d/default.conf:ro" in nginx["volumes"]
+    # the app believes nginx's X-Forwarded-For, and only nginx's
+    trusted = _compose()["services"]["app"]["environment"]["QINGLANG_TRUSTED_PROXIES"]
+    assert trusted == nginx["networks"]["default"]["ipv4_address"] + "/32"
 
 
-def test_docker_compose_config_accepts_the_file(tmp_path):
-    """`docker compose config` where the compose plugin exists (it does not on the development machine)."""
+def _compose_command() -> list[str] | None:
+    """`docker compose` (the plugin), else Debian's `docker-compose` 1.29, which checks the file against
+    the Compose Specification's schema too; scripts/test.sh installs the latter."""
     import shutil
     import subprocess
 
     docker = shutil.which("docker")
-    if docker is None or subprocess.run([docker, "compose", "version"], capture_output=True).returncode != 0:
-        pytest.skip("docker compose is not installed")
-    shutil.copy(ROOT / "docker-compose.yml", tmp_path)  # beside an .env of its own, not the checkout's
+    if docker is not None and subprocess.run([docker, "compose", "version"], capture_output=True).returncode == 0:
+        return [docker, "compose"]
+    standalone = shutil.which("docker-compose")
+    return [standalone] if standalone else None
+
+
+def _compose_config(tmp_path: Path, text: str):
+    import subprocess
+
+    command = _compose_command()
+    if command is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("neither `docker compose` nor docker-compose is installed (scripts/test.sh installs it)")
+        pytest.skip("neither `docker compose` nor docker-compose is installed")
+    (tmp_path / "docker-compose.yml").write_text(text)  # beside an .env of its own, not the checkout's
     (tmp_path / ".env").write_text("QINGLANG_BOT_TOKEN=123456:ABCDEFGHIJKLMNOPQRSTUVWXYZ\n")
-    result = subprocess.run([docker, "compose", "-f", str(tmp_path / "docker-compose.yml"), "config", "--quiet"],
-                            capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    return subprocess.run([*command, "-f", str(tmp_path / "docker-compose.yml"), "config", "--quiet"],
+                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
+
+
+def test_docker_compose_config_accepts_the_file(tmp_path):
+    result = _compose_config(tmp_path, (ROOT / "docker-compose.yml").read_text())
     assert result.returncode == 0, result.stderr
+
+
+def test_docker_compose_config_would_catch_a_mistake(tmp_path):
+    """The validator really reads the services: a misspelt key is refused."""
+    text = (ROOT / "docker-compose.yml").read_text().replace("    restart: unless-stopped\n",
+                                                              "    restrat: unless-stopped\n", 1)
+    result = _compose_config(tmp_path, text)
+    assert result.returncode != 0 and "restrat" in (result.stderr + result.stdout)
 
 
 def test_wheel_carries_the_data_files(tmp_path):

@@ -14,6 +14,7 @@ import hmac
 import ipaddress
 import re
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -96,24 +97,25 @@ def same_origin(request: web.Request) -> bool:
     return True
 
 
-def client_ip(request: web.Request) -> str:
-    """The citizen's address. Behind a reverse proxy on the same machine (the request comes from a
-    loopback address) it is the last address that proxy appended to X-Forwarded-For; a client cannot
-    forge that one. Any other proxy set-up shows the proxy's address (see the module's note in routes)."""
+def client_ip(request: web.Request, trusted: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> str:
+    """The citizen's address. When the request comes from a trusted reverse proxy (QINGLANG_TRUSTED_PROXIES)
+    it is the last address that proxy appended to X-Forwarded-For; a client cannot forge that one. From
+    anyone else the header is ignored: it is the connection's address."""
     remote = request.remote or "unknown"
     forwarded = request.headers.get("X-Forwarded-For")
-    if forwarded and _loopback(remote):
+    if forwarded and _among(remote, trusted):
         last = forwarded.split(",")[-1].strip()
         with contextlib.suppress(ValueError):
             return str(ipaddress.ip_address(last))
     return remote
 
 
-def _loopback(address: str) -> bool:
+def _among(address: str, networks: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
     try:
-        return ipaddress.ip_address(address).is_loopback
+        ip = ipaddress.ip_address(address)
     except ValueError:
         return False
+    return any(ip.version == network.version and ip in network for network in networks)
 
 
 def _netloc(url: str) -> str | None:

@@ -22,9 +22,8 @@ Those two forms act only on a case the cookie was granted by a right number + co
 limited to POST_LIMIT posts per cookie in ten minutes, and carry a one-time form id.
 
 Wrong status look-ups are counted per chat cookie and per client address (limits.py). The address is
-the connection's, or behind a reverse proxy on the same machine the one it appends to X-Forwarded-For;
-behind a proxy elsewhere every citizen would share the proxy's address, so deploy it on the same host
-(or give the app a trusted-proxy setting first).
+the connection's, or behind a trusted reverse proxy (QINGLANG_TRUSTED_PROXIES: loopback by default; the
+compose file's nginx) the one that proxy appends to X-Forwarded-For.
 """
 
 from __future__ import annotations
@@ -396,7 +395,7 @@ async def status_lookup(request: web.Request) -> web.Response:
     number = (_field(form, "number") or "").strip()[:40]
     code = _field(form, "code") or ""
     limiter = request.app[LIMITER]
-    ip = client_ip(request)
+    ip = client_ip(request, request.app[CONTAINER].settings.web.trusted_proxy_networks)
     subjects = (f"ip:{ip}", f"chat:{identity.user_id}")
     if await limiter.blocked(*subjects):
         log.warning("web chat status: look-up from %s refused, too many wrong tries", ip)
