@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 
 from db.models import CaseEvent, StaffSession, StaffUser, Unit
 from db.uow import UnitOfWorkFactory
@@ -69,10 +69,16 @@ class Authenticator:
         async with self._uow() as uow:
             user = await uow.users.by_username(username.strip())
             if user is None or not user.active:
+                # a name nobody has is "locked" after as many tries as a real one, so the answers never
+                # tell an attacker which usernames exist
                 self._verify(self._dummy_hash, password)
+                recent = await uow.session.scalar(
+                    select(func.count()).select_from(CaseEvent)
+                    .where(CaseEvent.action == "login_failed", CaseEvent.created_at > now - LOCKOUT,
+                           CaseEvent.actor_id.is_(None), CaseEvent.note == username[:64]))
                 self._audit(uow, None, "login_failed", now, note=username[:64])
                 await uow.commit()
-                raise AuthError(WRONG_LOGIN)
+                raise AuthError(LOCKED_LOGIN if recent >= MAX_FAILED_LOGINS else WRONG_LOGIN)
             user_id, password_hash = user.id, user.password_hash
             counted = await uow.session.execute(
                 update(StaffUser)

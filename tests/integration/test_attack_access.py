@@ -105,6 +105,19 @@ async def test_sequential_guesses_lock_after_the_limit_and_a_success_resets_the_
     assert [e.action for e in await audit(container, "account_locked", victim.id)] == ["account_locked"]
 
 
+async def test_a_name_nobody_has_answers_like_a_real_account(container):
+    """Username enumeration: "locked" after the same number of wrong tries whether the account exists or
+    not, and for as long."""
+    await container.accounts.create_user("real.one", "jiajing", "handler")
+    auth = Authenticator(container.uow, container.clock)
+    for name in ("real.one", "made.up"):
+        answers = [await attempt(auth, name, "wrong password!") for _ in range(MAX_FAILED_LOGINS + 2)]
+        assert answers == [WRONG] * MAX_FAILED_LOGINS + [LOCKED] * 2, name
+    container.clock.advance(minutes=15, seconds=1)
+    assert await attempt(auth, "made.up", "wrong password!") == WRONG  # as the real lock ends
+    assert await attempt(auth, "real.one", "wrong password!") == WRONG
+
+
 async def test_argon2_runs_for_every_answer(container):
     """Unknown, disabled, wrong and locked: one verification each, so the time says nothing."""
     known = await container.accounts.create_user("known", "jiajing", "handler")
