@@ -37,6 +37,8 @@ def test_the_compose_nginx_is_trusted_when_configured():
     assert client_ip(request_from("172.28.0.10", "203.0.113.7"), trusted) == "203.0.113.7"
     assert client_ip(request_from("172.28.0.11", "203.0.113.7"), trusted) == "172.28.0.11"
     assert client_ip(request_from("127.0.0.1", "203.0.113.7"), trusted) == "127.0.0.1"  # loopback no longer
+    # the same proxy seen through a dual-stack socket
+    assert client_ip(request_from("::ffff:172.28.0.10", "203.0.113.7"), trusted) == "203.0.113.7"
 
 
 def test_a_forged_or_broken_header_falls_back_to_the_connection():

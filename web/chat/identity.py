@@ -115,6 +115,8 @@ def _among(address: str, networks: Sequence[ipaddress.IPv4Network | ipaddress.IP
         ip = ipaddress.ip_address(address)
     except ValueError:
         return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:  # a dual-stack socket's view
+        ip = ip.ipv4_mapped
     return any(ip.version == network.version and ip in network for network in networks)
 
 
