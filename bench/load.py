@@ -8,12 +8,14 @@ What runs (each in its own process, as in production):
 - the fake Telegram Bot API (tests/fakes/telegram_process.py), standing in for Telegram;
 - a fresh database `qinglang_load_<random>` (created here, dropped at the end unless --keep), migrated
   and given its units as `qinglang migrate` does (in this process), and a triage account with an API token;
-- `--replicas` × `qinglang serve --no-worker --no-migrate` in webhook mode (own ports, shared data dir,
-  shared Redis for drafts and per-user locks), and one `qinglang worker` (the outbox);
+- `--replicas` × `qinglang serve --only bot --no-migrate` in webhook mode (own ports, shared data dir,
+  shared Redis for drafts and per-user locks), one `qinglang serve --only web` (the staff's JSON API)
+  and one `qinglang worker --port P` (the outbox; its /metrics gives the send counts in the report),
+  as docker-compose.yml runs them;
 - this process: the users, a round-robin load balancer in front of the replicas (like nginx: a refused
   connection goes to the next replica at once; a dropped connection, a timeout or a 5xx goes back to
   "Telegram", which delivers the update again after a back-off), and "staff" accepting each new case
-  through the JSON API (so the worker has a notice to deliver for every case).
+  through the JSON API of the web process (so the worker has a notice to deliver for every case).
 
 Each user: describe the problem → confirm → order number → merchant in the district → street → a
 photo → done → name → phone → consent → submit → case number (11 updates, as tests/integration/
