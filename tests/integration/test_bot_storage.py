@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -202,16 +203,29 @@ async def test_without_redis_the_database_and_an_in_process_lock_are_used(sessio
     await isolation.close()
 
 
-@pytest.mark.redis
-@pytest.mark.skipif(not TEST_REDIS_URL, reason="TEST_REDIS_URL is not set")
-async def test_with_a_redis_url_redis_storage_and_isolation_are_used():
+@contextlib.asynccontextmanager
+async def redis_parts(**isolation_options):
+    """Redis storage and isolation under a prefix of their own, a plain client, and nothing left after."""
     from redis.asyncio import Redis
 
     prefix = f"qinglang-test:{uuid.uuid4().hex[:10]}"
     storage = build_storage(TEST_REDIS_URL, None, redis_prefix=prefix)
-    isolation = build_event_isolation(TEST_REDIS_URL, storage)
+    isolation = build_event_isolation(TEST_REDIS_URL, storage, **isolation_options)
     client = Redis.from_url(TEST_REDIS_URL)
     try:
+        yield prefix, storage, isolation, client
+    finally:
+        async for name in client.scan_iter(f"{prefix}:*"):
+            await client.delete(name)
+        await client.aclose()
+        await isolation.close()
+        await storage.close()
+
+
+@pytest.mark.redis
+@pytest.mark.skipif(not TEST_REDIS_URL, reason="TEST_REDIS_URL is not set")
+async def test_with_a_redis_url_redis_storage_and_isolation_are_used():
+    async with redis_parts() as (prefix, storage, isolation, client):
         assert isinstance(storage, RedisStorage)
         assert isinstance(isolation, RedisEventIsolation)
         k, other = key(), key(user=2, destiny="evidence")
@@ -230,26 +244,14 @@ async def test_with_a_redis_url_redis_storage_and_isolation_are_used():
         await storage.set_data(k, {})
         assert await storage.get_state(k) is None
         assert await storage.get_data(k) == {}
-    finally:
-        async for name in client.scan_iter(f"{prefix}:*"):
-            await client.delete(name)
-        await client.aclose()
-        await isolation.close()
-        await storage.close()
 
 
 @pytest.mark.redis
 @pytest.mark.skipif(not TEST_REDIS_URL, reason="TEST_REDIS_URL is not set")
 async def test_a_lock_left_by_a_killed_replica_expires_after_the_chat_lock_setting():
-    from redis.asyncio import Redis
-
-    prefix = f"qinglang-test:{uuid.uuid4().hex[:10]}"
-    storage = build_storage(TEST_REDIS_URL, None, redis_prefix=prefix)
-    isolation = build_event_isolation(TEST_REDIS_URL, storage, lock_seconds=1.5)
-    client = Redis.from_url(TEST_REDIS_URL)
     k = key()
-    lock_key = f"{prefix}:{BOT}:{k.chat_id}:{k.user_id}:default:lock"
-    try:
+    async with redis_parts(lock_seconds=1.5) as (prefix, storage, isolation, client):
+        lock_key = f"{prefix}:{BOT}:{k.chat_id}:{k.user_id}:default:lock"
         async with isolation.lock(k):  # the lock is taken with the configured expiry
             assert 0 < await client.pttl(lock_key) <= 1500
         # a replica killed while handling leaves its lock behind, with that expiry
@@ -260,9 +262,3 @@ async def test_a_lock_left_by_a_killed_replica_expires_after_the_chat_lock_setti
             async with isolation.lock(k):
                 waited = loop.time() - started
         assert 0.5 < waited < 5, waited  # held until the dead one's lock ran out, not aiogram's 60 s
-    finally:
-        async for name in client.scan_iter(f"{prefix}:*"):
-            await client.delete(name)
-        await client.aclose()
-        await isolation.close()
-        await storage.close()
