@@ -189,6 +189,16 @@ def _all_cases() -> list[tuple[Kind, str, int | None, MerchantSituation]]:
     return list(product(list(Kind), [c.id for c in CATEGORIES], focus, list(MerchantSituation)))
 
 
+def _cases_matching(match: RuleMatch) -> set[tuple[Kind, str, int | None, MerchantSituation]]:
+    """The cases of _all_cases() that `match` covers, built one dimension at a time: the same set as
+    filtering _all_cases() by match.matches, without testing every case (every start-up loads the rules)."""
+    kinds = [kind for kind in Kind if match.kinds is None or kind in match.kinds]
+    categories = [c.id for c in CATEGORIES if match.categories is None or c.id in match.categories]
+    focus = [f for f in (None, *sorted(FOCUS_AREAS)) if match.focus_areas is None or f in match.focus_areas]
+    situations = [situation for situation in MerchantSituation if situation in match.merchant]
+    return set(product(kinds, categories, focus, situations))
+
+
 class RoutingTable:
     """An ordered, validated list of rules over a unit directory."""
 
@@ -452,7 +462,6 @@ def load_rules(path: str | PathLike[str] | None = None, directory: UnitDirectory
     c.keys(root, allowed=("rules",), required=("rules",), what="the rules file")
     raw_rules = c.sequence(root["rules"], "rules", what="rules")
 
-    cases = _all_cases()
     taken: set[tuple[Any, ...]] = set()  # cases routed by the rules so far
     first_taker: dict[tuple[Any, ...], Rule] = {}
     rules: list[Rule] = []
@@ -471,7 +480,7 @@ def load_rules(path: str | PathLike[str] | None = None, directory: UnitDirectory
         if "match" not in rr:
             raise c.fail(*p, problem=f"rule {rid!r} has no 'match' (write `match: {{}}` to match every case)")
         match = _parse_match(c, rr["match"], (*p, "match"))
-        mine = {case for case in cases if match.matches(*case)}
+        mine = _cases_matching(match)
         if not mine:
             raise c.fail(*p, "match", problem=f"rule {rid!r} can never match (its conditions contradict each other)")
         route = _parse_route(c, rr["route"], (*p, "route"), directory, match)

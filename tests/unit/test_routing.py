@@ -26,6 +26,7 @@ from routing.directory import (
 )
 from routing.rules import (
     DEFAULT_RULES_PATH,
+    MerchantSituation,
     MerchantLocation,
     RoutingDecision,
     RoutingRequest,
@@ -900,3 +901,25 @@ def test_yamlload_file_bom_and_bad_encoding(tmp_path: Path) -> None:
         load_yaml(p)
     assert str(ei.value) == f"{p}:2: the file is not valid UTF-8 text"
     assert isinstance(ei.value, ConfigError)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    kinds=st.none() | st.frozensets(st.sampled_from(list(Kind))),
+    categories=st.none() | st.frozensets(st.sampled_from(sorted(CATEGORY_IDS) + ["not_a_category"])),
+    focus_areas=st.none() | st.frozensets(st.integers(min_value=0, max_value=16)),
+    merchant=st.frozensets(st.sampled_from(list(MerchantSituation))),
+)
+def test_the_cases_of_a_match_are_those_it_matches(kinds, categories, focus_areas, merchant):
+    """load_rules builds each rule's cases dimension by dimension; it must be exactly the cases it matches."""
+    from routing.rules import RuleMatch, _all_cases, _cases_matching
+
+    match = RuleMatch(kinds=kinds, categories=categories, focus_areas=focus_areas, merchant=merchant)
+    assert _cases_matching(match) == {case for case in _all_cases() if match.matches(*case)}
+
+
+def test_the_packaged_rules_cover_the_cases_they_match():
+    from routing.rules import _all_cases, _cases_matching
+
+    for rule in load_rules().rules:
+        assert _cases_matching(rule.match) == {case for case in _all_cases() if rule.match.matches(*case)}, rule.id
