@@ -27,6 +27,8 @@ def embedded(tmp_path_factory) -> EmbeddedBackend:
 RASA_URL = os.environ.get("TEST_RASA_URL")
 # CI sets the server up beside the suite (.ci/run): the first real-Rasa test waits this long for it
 RASA_WAIT_SECONDS = float(os.environ.get("TEST_RASA_WAIT", "0"))
+# the first test's set-up may wait that long, beyond the suite's usual limit per test (pytest-timeout)
+pytestmark = pytest.mark.timeout(RASA_WAIT_SECONDS + 120)
 
 
 @pytest.fixture(scope="module")
