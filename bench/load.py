@@ -686,16 +686,20 @@ class Cluster:
         except (aiohttp.ClientError, TimeoutError):
             return None
 
-    async def _wait_web(self, timeout: float = 90) -> None:
-        assert self.web is not None
+    async def _wait_ready(self, proc: Proc, readyz: str, timeout: float) -> None:
+        """Until the process's /readyz answers 200; a ClusterError with its log's tail if it exits first."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if not self.web.alive:
-                raise ClusterError(f"the web process exited: {self.web.tail()}")
-            if await self._status(self.web_url + "/readyz") == 200:
+            if not proc.alive:
+                raise ClusterError(f"{proc.name} exited: {proc.tail()}")
+            if await self._status(readyz) == 200:
                 return
             await asyncio.sleep(0.2)
-        raise ClusterError(f"the web process not ready within {timeout}s: {self.web.tail()}")
+        raise ClusterError(f"{proc.name} not ready within {timeout}s: {proc.tail()}")
+
+    async def _wait_web(self, timeout: float = 90) -> None:
+        assert self.web is not None
+        await self._wait_ready(self.web, self.web_url + "/readyz", timeout)
 
     async def worker_metrics(self) -> dict[str, float]:
         """The worker's own /metrics (qinglang worker --port), as {sample with labels: value}."""
@@ -715,26 +719,11 @@ class Cluster:
         return samples
 
     async def wait_ready(self, i: int, timeout: float = 90) -> None:
-        deadline = time.monotonic() + timeout
-        proc = self.replicas[i]
-        while time.monotonic() < deadline:
-            if not proc.alive:
-                raise ClusterError(f"{proc.name} exited: {proc.tail()}")
-            if await self.probe(i) == 200:
-                return
-            await asyncio.sleep(0.2)
-        raise ClusterError(f"{proc.name} not ready within {timeout}s: {proc.tail()}")
+        await self._wait_ready(self.replicas[i], self.url(i) + "/readyz", timeout)
 
     async def wait_worker(self, timeout: float = 60) -> None:
         assert self.worker is not None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not self.worker.alive:
-                raise ClusterError(f"the worker exited: {self.worker.tail()}")
-            if await self._status(f"http://127.0.0.1:{self.worker_port}/readyz") == 200:
-                return
-            await asyncio.sleep(0.2)
-        raise ClusterError(f"the worker did not start within {timeout}s: {self.worker.tail()}")
+        await self._wait_ready(self.worker, f"http://127.0.0.1:{self.worker_port}/readyz", timeout)
 
     def event(self, what: str) -> None:
         if self.sampler is not None:
