@@ -48,7 +48,6 @@ import random
 import re
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -80,6 +79,7 @@ from routing.sync import sync_units  # noqa: E402
 from tests.fakes.images import png  # noqa: E402
 from tests.fakes.rasa import FakeRasa  # noqa: E402
 from tests.fakes.tcp_proxy import TcpProxy  # noqa: E402
+from tests.net import free_port  # noqa: E402
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 WEBHOOK_PATH = "/telegram/webhook"
@@ -176,11 +176,6 @@ def _admin_url(opts: Options) -> str:
 def _redis_url(opts: Options) -> str:
     return opts.redis_url or os.environ.get("TEST_REDIS_URL") or "redis://127.0.0.1:6379/0"
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def percentile(values: list[float], q: float) -> float | None:

@@ -36,8 +36,13 @@ async def readyz(request: web.Request) -> web.Response:
     checks = {"database": await check_database(container)}
     if container.settings.redis.redis_url is not None:
         checks["redis"] = await _check_redis(container.settings.redis.redis_url.get_secret_value())
-    if request.app[DRAINING].is_set():
-        checks["shutdown"] = "draining"
+    return readiness(checks, draining=request.app[DRAINING].is_set())
+
+
+def readiness(checks: dict[str, str], *, draining: bool) -> web.Response:
+    """200 when every check says "ok" and the process is not shutting down, else 503; the checks listed."""
+    if draining:
+        checks = {**checks, "shutdown": "draining"}
     ready = all(value == "ok" for value in checks.values())
     return web.json_response({"status": "ok" if ready else "unavailable", "version": qinglang.__version__, **checks},
                              status=200 if ready else 503)

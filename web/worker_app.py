@@ -9,9 +9,8 @@ import asyncio
 
 from aiohttp import web
 
-import qinglang
 from qinglang.bootstrap import Container
-from web.app import check_database, healthz
+from web.app import check_database, healthz, readiness
 from web.metrics import WorkerMetrics
 
 WORKER_METRICS = web.AppKey("worker_metrics", WorkerMetrics)
@@ -21,11 +20,7 @@ WORKER_STOPPING = web.AppKey("worker_stopping", asyncio.Event)
 
 async def worker_readyz(request: web.Request) -> web.Response:
     checks = {"database": await check_database(request.app[WORKER_CONTAINER])}
-    if request.app[WORKER_STOPPING].is_set():
-        checks["shutdown"] = "draining"
-    ready = all(value == "ok" for value in checks.values())
-    return web.json_response({"status": "ok" if ready else "unavailable", "version": qinglang.__version__, **checks},
-                             status=200 if ready else 503)
+    return readiness(checks, draining=request.app[WORKER_STOPPING].is_set())
 
 
 def create_worker_app(container: Container, metrics: WorkerMetrics, stopping: asyncio.Event) -> web.Application:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
+from tests.net import free_port
 from web.app import create_app
 
 try:
@@ -96,18 +96,13 @@ class Site:
         return self.base + path
 
 
-def _free_port() -> int:
-    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 @contextlib.asynccontextmanager
 async def serve(container) -> AsyncIterator[Site]:
     runner = web.AppRunner(create_app(container, with_bot=False), handle_signals=False)
     await runner.setup()  # runs on_startup: the classifier's warm_up, the chat's replay task
     try:
-        port = _free_port()
+        port = free_port()
         site = web.TCPSite(runner, "127.0.0.1", port)
         await site.start()
         yield Site(container, f"http://127.0.0.1:{port}")

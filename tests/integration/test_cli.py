@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.net import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -147,14 +149,9 @@ def test_bad_rule_files_are_one_line_errors_and_write_nothing(env, tmp_path, var
     assert not (tmp_path / "data").exists()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def test_serve_answers_healthz(env):
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "qinglang.cli", "serve", "--port", str(port)],
         env=env, cwd=env["HOME"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -209,7 +206,7 @@ def test_worker_runs_the_daily_jobs_and_stops_on_sigterm(env):
         # the shared database may hold an earlier test's complainants, encrypted with that test's data key
         asyncio.run(_truncate_everything(env["QINGLANG_DATABASE_URL"]))
         assert run(["migrate"], env).returncode == 0  # the units again
-    port = _free_port()
+    port = free_port()
     env = {**env, "QINGLANG_SCHEDULE_TIME": "00:00", "QINGLANG_SCHEDULE_POLL": "0.2",
            "QINGLANG_WORKER_PORT": str(port)}
 

@@ -41,6 +41,8 @@ from cryptography.x509.oid import NameOID
 from multidict import CIMultiDict
 from yarl import URL
 
+from tests.net import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 PRODUCTION_CONF = ROOT / "deploy" / "nginx.conf"
 LOGIN_BURST = 20  # `limit_req zone=qinglang_login burst=20 nodelay` at 10r/m: 1 + 20 requests pass at once
@@ -63,11 +65,6 @@ def nginx_binary() -> str:
                               "with apt-get when it runs as root)", pytrace=False)
     pytest.skip(message)
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +104,7 @@ class Config:
 def write_config(directory: Path, certificate: tuple[Path, Path], upstream_ports: dict[str, int]) -> Config:
     """The production file with compose's names, ports and certificate swapped for local ones, inside a
     main configuration that keeps every file nginx writes in `directory`."""
-    http_port, https_port = _free_port(), _free_port()
+    http_port, https_port = free_port(), free_port()
     text = PRODUCTION_CONF.read_text()
     assert len(re.findall(r"^\s*listen\s", text, re.M)) == 2, "a new listen line: teach the test about it"
     assert len(re.findall(r"^\s*server\s+\S+:\d+", text, re.M)) == 3, "a new upstream server: teach the test"

@@ -178,18 +178,25 @@ async def test_postgresql_restarted_while_idle(cluster):
     await _restart_while_idle_then_traffic(cluster, "postgresql")
 
 
+async def _outage_during(cluster, proxy, seconds: float, probe_after: float, traffic: asyncio.Task, run):
+    """Cut `proxy` for `seconds` while `traffic` runs; /readyz of both replicas `probe_after` seconds in.
+    The run's report and its text once the traffic is done, and what /readyz said during the cut."""
+    outage = asyncio.create_task(proxy.outage(seconds))
+    await asyncio.sleep(probe_after)
+    ready_during = [await cluster.probe(i, "/readyz") for i in range(2)]
+    await outage
+    await traffic
+    rep = await finish(cluster, run)
+    return rep, format_report(rep, cluster), ready_during
+
+
 async def test_postgresql_restarted_during_traffic(cluster):
     users = 30
     run = _run(cluster, users=users)
     traffic = asyncio.create_task(run.run())
     await run.progress.wait_steps(2 * users)
-    outage = asyncio.create_task(cluster.pg_proxy.outage(6))  # connections cut, refused for 6 s
-    await asyncio.sleep(2)
-    ready_during = [await cluster.probe(i, "/readyz") for i in range(2)]
-    await outage
-    await traffic
-    rep = await finish(cluster, run)
-    text = format_report(rep, cluster)
+    # connections cut, refused for 6 s
+    rep, text, ready_during = await _outage_during(cluster, cluster.pg_proxy, 6, 2, traffic, run)
     print(text, f"\n/readyz during the outage: {ready_during}")
     assert ready_during == [503, 503], text  # not ready while the database is away
     # updates that could not be stored were refused with a 5xx (never a 2xx for an update not stored),
@@ -216,13 +223,7 @@ async def test_redis_restarted_while_cases_are_submitted(cluster):
     wave = asyncio.create_task(run.resume())
     await run.progress.wait_steps(before + 1)  # the first receipt: the other submits queue for a case number
     waiting = users - run.progress.conversations
-    outage = asyncio.create_task(cluster.redis_proxy.outage(4))
-    await asyncio.sleep(1.5)
-    ready_during = [await cluster.probe(i, "/readyz") for i in range(2)]
-    await outage
-    await wave
-    rep = await finish(cluster, run)
-    text = format_report(rep, cluster)
+    rep, text, ready_during = await _outage_during(cluster, cluster.redis_proxy, 4, 1.5, wave, run)
     print(text, f"\n/readyz during the outage: {ready_during}; submits still waiting at the cut: {waiting}")
     assert waiting >= users // 2, "the outage came after the wave: nothing was tested"
     assert ready_during == [503, 503], text  # not ready while Redis is away
