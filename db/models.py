@@ -436,3 +436,17 @@ class BotState(Base):
     state: Mapped[str | None] = mapped_column(String(200))
     data: Mapped[dict[str, Any]] = mapped_column(default=dict)  # JSON types only
     updated_at: Mapped[datetime]
+
+
+class RateCounter(Base):
+    """How often one subject (an address, a chat cookie, a case) did something in one time window.
+
+    The web chat's limits count here, with an atomic upsert, so every web process shares them and a
+    try is counted before the expensive check it guards (web/chat/limits.py)."""
+
+    __tablename__ = "rate_counters"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    window_start: Mapped[int] = mapped_column(BigInteger, primary_key=True)  # seconds since the epoch
+    count: Mapped[int] = mapped_column(BigInteger, default=0)  # tries, or bytes for an upload quota
+    expires_at: Mapped[datetime] = mapped_column(index=True)

@@ -245,6 +245,18 @@ class PrivacySettings(BaseSettings):
         return timedelta(days=self.retention_days) if self.retention_days else None
 
 
+class OutboundSettings(BaseSettings):
+    """Every request the product makes on someone's behalf (API cases' callback URLs): one policy."""
+
+    model_config = _ENV
+
+
+class LimitSettings(BaseSettings):
+    """The web chat's limits on anonymous visitors: wrong status look-ups and uploads before a complaint."""
+
+    model_config = _ENV
+
+
 @dataclass(frozen=True)
 class Settings:
     storage: StorageSettings
@@ -257,6 +269,8 @@ class Settings:
     notify: NotifySettings
     reports: ReportSettings
     privacy: PrivacySettings
+    outbound: OutboundSettings
+    limits: LimitSettings
 
     @property
     def database_url(self) -> str:
@@ -280,6 +294,8 @@ def load_settings(env_file: str | os.PathLike[str] | None = ".env", **overrides:
         "notify": NotifySettings,
         "reports": ReportSettings,
         "privacy": PrivacySettings,
+        "outbound": OutboundSettings,
+        "limits": LimitSettings,
     }
     built = {}
     for name, cls in parts.items():
