@@ -57,6 +57,7 @@ __all__ = [
     "EvidenceLimits",
     "EvidenceRejected",
     "EvidenceStore",
+    "EvidenceStoreUnavailable",
     "EvidenceTooLarge",
     "EvidenceTypeNotAllowed",
     "StoredFile",
@@ -129,6 +130,14 @@ log = logging.getLogger("qinglang.evidence")
 
 class EvidenceRejected(QinglangError):
     """The upload was refused; the message can be shown to the consumer as is."""
+
+
+class EvidenceStoreUnavailable(QinglangError):
+    """The store cannot take a file now (directory not writable, disk full): nothing was kept, try later."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"证据暂时无法保存，请稍后再试 (evidence store unavailable: {reason})")
 
 
 class EvidenceTooLarge(EvidenceRejected):
@@ -453,7 +462,10 @@ class _Sink:
         self.text = _TextCheck()
 
     def write(self, data: bytes) -> None:
-        self.fh.write(data)
+        try:
+            self.fh.write(data)
+        except OSError as exc:
+            raise EvidenceStoreUnavailable(exc.strerror or type(exc).__name__) from exc
         self.hash.update(data)
         self.size += len(data)
         if len(self.head) < _HEAD_BYTES:
@@ -524,15 +536,22 @@ class EvidenceStore:
         *,
         original_name: str | None = None,
     ) -> StoredFile:
+        """Store a file; EvidenceRejected (shown to the person) or EvidenceStoreUnavailable (the disk)."""
         name = sanitize_original_name(original_name)
-        fd, tmp_name = await asyncio.to_thread(
-            tempfile.mkstemp, dir=self._incoming, prefix="put-", suffix=".part"
-        )
+        try:
+            fd, tmp_name = await asyncio.to_thread(
+                tempfile.mkstemp, dir=self._incoming, prefix="put-", suffix=".part"
+            )
+        except OSError as exc:
+            raise EvidenceStoreUnavailable(exc.strerror or type(exc).__name__) from exc
         tmp = Path(tmp_name)
         sink = _Sink(os.fdopen(fd, "wb"))
         try:
             await self._stream(chunks, sink)
-            return await asyncio.to_thread(self._finish, sink, tmp, name)
+            try:
+                return await asyncio.to_thread(self._finish, sink, tmp, name)
+            except OSError as exc:  # the disk, not the upload (a dropped connection is the stream's)
+                raise EvidenceStoreUnavailable(exc.strerror or type(exc).__name__) from exc
         except BaseException:
             # Also on cancellation: nothing partial may remain.
             try:
