@@ -59,6 +59,7 @@ from web.console.render import (
 )
 from web.console.store import ConsoleStore
 from web.keys import AUTH, CONTAINER, PRINCIPAL, QUERIES, SESSION_COOKIE
+from web.redirects import same_site_target
 from web.security import AuthError, Principal
 
 log = logging.getLogger("qinglang.console")
@@ -161,13 +162,6 @@ def _require(request: web.Request) -> Principal:
     return principal
 
 
-def _safe_next(value: str | None) -> str:
-    """Only a path on this site: no scheme, no host, no protocol-relative '//' or '/\\'."""
-    if not value or not value.startswith("/") or value.startswith(("//", "/\\")) or any(c in value for c in "\r\n\\"):
-        return "/"
-    return value
-
-
 def _field(post: MultiDictProxy, name: str, limit: int = 10_000) -> str:
     """A form field as text; NUL dropped (PostgreSQL text cannot hold it, and no person typed it)."""
     value = post.get(name)
@@ -224,7 +218,7 @@ def _login_page(request: web.Request, *, status: int = 200, error: str = "", use
     signer = request.app[SIGNER]
     token = signer.sign("login", secrets.token_urlsafe(24))
     response = _page(request, None, "login.html", status=status, error=error, username=username,
-                     login_csrf=token, next=_safe_next(request.query.get("next")))
+                     login_csrf=token, next=same_site_target(request.query.get("next")))
     response.set_cookie(LOGIN_CSRF_COOKIE, token, path="/login", httponly=True, samesite="Lax",
                         secure=secure_cookies(request), max_age=3600)
     return response
@@ -232,7 +226,7 @@ def _login_page(request: web.Request, *, status: int = 200, error: str = "", use
 
 async def login_form(request: web.Request) -> web.Response:
     if _principal(request) is not None:
-        raise web.HTTPSeeOther(_safe_next(request.query.get("next")))
+        raise web.HTTPSeeOther(same_site_target(request.query.get("next")))
     return _login_page(request)
 
 
@@ -253,7 +247,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
         token, _principal_ = await request.app[AUTH].login(username, password)
     except AuthError as exc:
         return _login_page(request, status=401, error=str(exc), username=username)
-    response = web.HTTPSeeOther(_safe_next(_field(post, "next", 2000)))
+    response = web.HTTPSeeOther(same_site_target(_field(post, "next", 2000)))
     response.set_cookie(SESSION_COOKIE, token, path="/", httponly=True, samesite="Lax",
                         secure=secure_cookies(request))
     response.del_cookie(LOGIN_CSRF_COOKIE, path="/login")
@@ -416,7 +410,7 @@ async def bulk_transfer(request: web.Request) -> web.StreamResponse:
     principal = _require(request)
     _ = _tr(request)
     post = await request.post()
-    back = _safe_next(_field(post, "back", 2000))
+    back = same_site_target(_field(post, "back", 2000))
     if not back.startswith("/") or back.startswith("/cases/") or not (back == "/" or back.startswith("/?")):
         back = "/"
     if principal.role != Role.TRIAGE:
