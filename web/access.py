@@ -4,6 +4,9 @@ Seeing:
 - admin, triage (消保分局), leader: every case
 - handler: the cases its unit has an active part in (lead ★ or co-unit); any other case is "not found"
 
+Identity (may_see_identity): a named complainant's name, phone and e-mail are shown to those who act on
+the case, triage and the lead unit's handlers, and to nobody for an anonymous informant.
+
 Acting (may_act; a case out of scope never gets this far):
 
 | action | triage | handler of the lead unit | handler of a co-unit | leader, admin |
@@ -76,6 +79,16 @@ def may_reclassify(principal: Principal) -> bool:
     return principal.role == Role.TRIAGE
 
 
-def may_see_identity(principal: Principal, anonymous: bool) -> bool:
-    """An anonymous informant's identity is shown to nobody; a named one only to those who act."""
-    return not anonymous and principal.role in (Role.TRIAGE, Role.HANDLER)
+def may_see_identity(principal: Principal, anonymous: bool, unit_parts: dict[int, str]) -> bool:
+    """An anonymous informant's identity is shown to nobody; a named one only to those who act: triage and
+    the lead unit's handlers. A co-unit's handler, a leader or an administrator sees the case without it."""
+    if anonymous:
+        return False
+    if principal.role == Role.TRIAGE:
+        return True
+    return principal.role == Role.HANDLER and unit_parts.get(principal.unit_id) == "lead"
+
+
+def lead_part(principal: Principal, lead_unit_code: str | None) -> dict[int, str]:
+    """The unit parts that matter to may_see_identity when only the lead unit's code is known (a list row)."""
+    return {principal.unit_id: "lead"} if lead_unit_code is not None and lead_unit_code == principal.unit_code else {}

@@ -491,7 +491,7 @@ async def test_message_to_the_complainant(api):
 ACCESS = {
     "triage": (201, True, 200, True, 200, 201, 200),
     "lead": (201, True, 200, True, 200, 201, 403),
-    "co": (201, True, 200, True, 403, 403, 403),
+    "co": (201, True, 200, False, 403, 403, 403),  # sees the case, not who sent it (only those who act)
     "other": (201, False, 404, None, 404, 404, 404),
     "leader": (403, True, 200, False, 403, 403, 403),
     "admin": (403, True, 200, False, 403, 403, 403),

@@ -454,7 +454,7 @@ def _refusal(principal: Principal, unit_parts: dict[int, str], action: str) -> s
 def _identity_shown(principal: Principal, detail: CaseDetail) -> bool:
     person = detail.complainant
     return (person is not None and bool(person.name or person.phone)
-            and may_see_identity(principal, detail.case.anonymous))
+            and may_see_identity(principal, detail.case.anonymous, detail.unit_parts))
 
 
 async def _audit_identity_view(container: Container, principal: Principal, detail: CaseDetail) -> None:

@@ -54,9 +54,13 @@ async def followup_list(request: web.Request) -> web.Response:
             .order_by(OutboxMessage.created_at, OutboxMessage.id).limit(SHOWN)
         )).all()
         shown: dict[int, list[str]] = {}  # case id -> the personal fields this page shows of it
+        led = set(await uow.session.scalars(select(CaseUnit.case_id).where(
+            CaseUnit.case_id.in_({case.id for _notice, case, _person in rows}), CaseUnit.unit_id == principal.unit_id,
+            CaseUnit.role == "lead", CaseUnit.active.is_(True))))
         items = []
         for notice, case, person in rows:
-            phone = person.phone if person is not None and may_see_identity(principal, case.anonymous) else None
+            parts = {principal.unit_id: "lead"} if case.id in led else {}
+            phone = person.phone if person is not None and may_see_identity(principal, case.anonymous, parts) else None
             name = person.name if phone and person is not None else None
             if phone:
                 shown[case.id] = ["name", "phone"] if name else ["phone"]

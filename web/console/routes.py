@@ -43,7 +43,7 @@ from intake.status import (
 from nlu.taxonomy import CATEGORIES, Kind
 from qinglang.i18n import N_
 from web import evidence_files
-from web.access import case_scope, may_act, may_reclassify, may_see_identity
+from web.access import case_scope, lead_part, may_act, may_reclassify, may_see_identity
 from web.accounts import Role
 from web.console.render import (
     LOGIN_CSRF_COOKIE,
@@ -379,7 +379,7 @@ async def queue(request: web.Request) -> web.Response:
         anonymous = extras.anonymous.get(row.id, True)
         if anonymous:
             who = _("匿名")
-        elif may_see_identity(principal, anonymous):
+        elif may_see_identity(principal, anonymous, lead_part(principal, row.lead_unit)):
             who = mask_phone(extras.phones.get(row.id)) or "—"
         else:
             who = ""
@@ -543,7 +543,7 @@ async def case_page(request: web.Request) -> web.Response:
         return _not_found(request, principal)
     case, store = detail.case, request.app[STORE]
     identity = None
-    if detail.complainant is not None and may_see_identity(principal, case.anonymous):
+    if detail.complainant is not None and may_see_identity(principal, case.anonymous, detail.unit_parts):
         fields = [f for f in ("name", "phone", "email") if getattr(detail.complainant, f)]
         if fields:
             await store.audit_identity_view(case.id, principal.id, fields)
