@@ -71,7 +71,7 @@ from sqlalchemy.ext.asyncio import create_async_engine  # noqa: E402
 
 from bot.storage import build_storage  # noqa: E402
 from db import migrate  # noqa: E402
-from db.crypto import new_key_text  # noqa: E402
+from db.crypto import bound_cipher, new_key_text  # noqa: E402
 from db.models import Case, Complainant, Evidence, InboxUpdate, OutboxMessage  # noqa: E402
 from qinglang.bootstrap import build_container  # noqa: E402
 from qinglang.settings import load_settings, normalise_database_url  # noqa: E402
@@ -1181,7 +1181,7 @@ async def verify(cluster: Cluster, run: LoadRun) -> Check:
     for c in calls:
         by_chat[str(c["chat_id"])].append(c)
 
-    storage = build_storage(cluster.redis_base, None)
+    storage = build_storage(cluster.redis_base, None, cipher=bound_cipher(cluster.container.engine))
     try:
         for user in run.users:
             key = StorageKey(bot_id=cluster.bot_id, chat_id=user.uid, user_id=user.uid)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from alembic import command
@@ -11,8 +12,13 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db.crypto import DataCipher, bound_cipher
+from db.engine import compact
+
+log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+# a migration that rewrites values in place adds its tables here (config.attributes): compacted after commit
+REWRITTEN_TABLES = "rewritten_tables"
 
 
 def alembic_config() -> Config:
@@ -52,3 +58,16 @@ async def _run(engine: AsyncEngine, fn, target: str, cipher: DataCipher | None) 
 
     async with engine.begin() as conn:
         await conn.run_sync(run)
+    rewritten = config.attributes.get(REWRITTEN_TABLES)
+    if rewritten:
+        await _compact(engine, sorted(rewritten))
+
+
+async def _compact(engine: AsyncEngine, tables: list[str]) -> None:
+    """A migration that rewrote personal data in place asked for the old values to leave the files too."""
+    try:
+        await compact(engine, tables)
+    except Exception as exc:  # the migration itself is committed: the service may start
+        log.warning("the migration rewrote personal data, but the old copies could not be cleared from the "
+                    "database files (%s: %s); with every qinglang process stopped, run VACUUM on the database "
+                    "(PostgreSQL: VACUUM FULL %s)", type(exc).__name__, exc, ", ".join(tables))

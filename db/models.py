@@ -21,7 +21,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from db.types import BigId, EncryptedText, UtcDateTime
+from db.types import BigId, EncryptedJSON, EncryptedText, UtcDateTime
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -357,7 +357,11 @@ class Escalation(Base):
 
 
 class InboxUpdate(Base):
-    """A raw inbound update, stored before anything else so nothing is lost; duplicates dropped."""
+    """A raw inbound update, stored before anything else so nothing is lost; duplicates dropped.
+
+    What the person sent is personal data (a name, a phone number typed at their steps): the payload is
+    encrypted at rest, and emptied once the update is handled, when only the row's ids (for dropping a
+    repeated delivery) are still needed (migration 0014). The error may quote the payload: encrypted too."""
 
     __tablename__ = "inbox"
     __table_args__ = (UniqueConstraint("channel", "external_id"),)
@@ -365,10 +369,10 @@ class InboxUpdate(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     channel: Mapped[str] = mapped_column(String(20))
     external_id: Mapped[str] = mapped_column(String(100))
-    payload: Mapped[dict[str, Any]]
+    payload: Mapped[dict[str, Any] | None] = mapped_column(EncryptedJSON("inbox.payload"))  # None: handled
     received_at: Mapped[datetime]
     processed_at: Mapped[datetime | None]
-    error: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(EncryptedText("inbox.error"))
     attempts: Mapped[int] = mapped_column(default=0, server_default="0")
     # the process handling it may until then; the replay of another replica takes it only afterwards
     lease_until: Mapped[datetime | None]
@@ -428,13 +432,15 @@ class HolidayOverride(Base):
 
 
 class BotState(Base):
-    """A Telegram conversation draft (aiogram FSM state and data), kept so a restart loses nothing."""
+    """A conversation draft (aiogram FSM state and data) of the bot or the web chat, kept so a restart loses
+    nothing. The data holds the name and phone typed before submission and the web chat's transcript:
+    encrypted at rest (migration 0014)."""
 
     __tablename__ = "bot_states"
 
     key: Mapped[str] = mapped_column(String(200), primary_key=True)  # built from aiogram's StorageKey
     state: Mapped[str | None] = mapped_column(String(200))
-    data: Mapped[dict[str, Any]] = mapped_column(default=dict)  # JSON types only
+    data: Mapped[dict[str, Any]] = mapped_column(EncryptedJSON("bot_states.data"), default=dict)  # JSON types only
     updated_at: Mapped[datetime]
 
 

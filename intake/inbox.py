@@ -9,6 +9,9 @@ process that stored it (or that claimed it for a replay) handles it until `lease
 process takes only updates without a live lease, claimed with a conditional UPDATE, so an update is never
 replayed by two processes at once nor while its first handling is still running. A failure ends the lease
 at once; a process that died mid-way lets it run out.
+
+What a person sent is personal data: the payload (and the error, which may quote it) is encrypted at rest
+(db/types.py), and the payload is dropped once the update is handled.
 """
 
 from __future__ import annotations
@@ -81,13 +84,16 @@ class Inbox:
             return PendingUpdate(row.id, row.channel, row.external_id, row.payload, row.attempts)
 
     async def processed(self, row_id: int) -> None:
-        await self._set(row_id, processed_at=self._clock.now(), error=None, lease_until=None)
+        """Handled: what was sent now lives in the draft or the case; the row keeps only what drops a
+        repeated delivery (channel and external id), not the words."""
+        await self._set(row_id, processed_at=self._clock.now(), payload=None, error=None, lease_until=None)
 
     async def failed(self, row_id: int, error: str) -> None:
         async with self._uow() as uow:
             await uow.session.execute(
                 update(InboxUpdate).where(InboxUpdate.id == row_id)
                 .values(error=error[:2000], attempts=InboxUpdate.attempts + 1, lease_until=None)
+                .execution_options(synchronize_session=False)  # an encrypted column cannot be evaluated in Python
             )
             await uow.commit()
 
@@ -112,5 +118,6 @@ class Inbox:
 
     async def _set(self, row_id: int, **values: Any) -> None:
         async with self._uow() as uow:
-            await uow.session.execute(update(InboxUpdate).where(InboxUpdate.id == row_id).values(**values))
+            await uow.session.execute(update(InboxUpdate).where(InboxUpdate.id == row_id).values(**values)
+                                      .execution_options(synchronize_session=False))
             await uow.commit()

@@ -12,7 +12,10 @@ forms come out the same; the audit log's entries (with their notes redacted); ev
 
 Each purged case gets one audit event ``purge_personal_data`` (counts only, no personal data), which also
 marks it done: a second run finds nothing new. Raw inbound updates and conversation drafts older than the
-cut-off are deleted outright (they are copies of what the cases hold). A dry run only counts.
+cut-off are deleted outright (they are copies of what the cases hold). Newer ones hold nothing of an expired
+case in clear, nor can SQL find a person in them: an update's payload is encrypted and dropped once handled,
+a draft is encrypted and ends with its submission (db/models.py, InboxUpdate and BotState). Drafts kept in
+Redis (QINGLANG_REDIS_URL) are encrypted too but not purged here. A dry run only counts.
 """
 
 from __future__ import annotations

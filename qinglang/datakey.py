@@ -34,7 +34,7 @@ def load_cipher(privacy: PrivacySettings, data_dir: Path) -> DataCipher:
         return DataCipher(current, old)
     key = _read(path) if path.exists() else _create(path)
     log.info("personal data is encrypted with the key in %s (QINGLANG_DATA_KEY is not set); "
-             "back it up apart from the database: without it names and phones cannot be read", path)
+             "back it up apart from the database: without it names, phones, stored messages and drafts cannot be read", path)
     return DataCipher(key, privacy.old_keys)
 
 

@@ -94,18 +94,20 @@ class SqliteDatabase:
         return Dumped(_sqlite_facts(dest), None)
 
     def _online_backup(self, dest: Path) -> None:
-        # the online backup API copies one consistent state while the service goes on writing (WAL)
+        # VACUUM INTO copies one consistent state while the service goes on writing (WAL), and only the live
+        # rows: what a free page or a free block of the file still holds (a value overwritten before secure
+        # delete was on, e.g. a name encrypted in place) does not go into the backup
         try:
-            source = sqlite3.connect(self.path, timeout=30)
+            source = sqlite3.connect(self.path, timeout=30, isolation_level=None)
             try:
-                copy = sqlite3.connect(dest)
-                try:
-                    source.backup(copy)
-                    copy.execute("PRAGMA journal_mode=DELETE")  # one self-contained file, no -wal beside it
-                finally:
-                    copy.close()
+                source.execute("VACUUM INTO ?", (str(dest),))
             finally:
                 source.close()
+            copy = sqlite3.connect(dest)
+            try:
+                copy.execute("PRAGMA journal_mode=DELETE")  # one self-contained file, no -wal beside it
+            finally:
+                copy.close()
         except sqlite3.Error as exc:
             raise BackupError(f"cannot read {self}: {exc}") from None
         with open(dest, "rb+") as fh:

@@ -20,10 +20,10 @@ KEY_FILE_IN_BACKUP = "secrets/data.key"
 
 def encrypted_columns() -> list[tuple[str, str]]:
     from db.models import Base
-    from db.types import EncryptedText
+    from db.types import Encrypted
 
     return [(t.name, c.name) for t in Base.metadata.sorted_tables for c in t.columns
-            if isinstance(c.type, EncryptedText)]
+            if isinstance(c.type, Encrypted)]
 
 
 def key_ids_in_use(conn: Connection, tables: set[str]) -> tuple[str, ...]:

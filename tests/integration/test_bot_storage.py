@@ -19,12 +19,14 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from bot.storage import DatabaseStorage, build_event_isolation, build_storage
+from db.crypto import DataCipher, bind_cipher
 from db.engine import create_engine, create_session_factory
 from db.models import BotState
 
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL")
 
 BOT = 7000000001
+CIPHER = DataCipher(os.urandom(32))  # drafts are encrypted at rest: every engine here shares this data key
 
 
 class Draft(StatesGroup):
@@ -39,6 +41,7 @@ def key(user: int = 1001, chat: int | None = None, **extra) -> StorageKey:
 @pytest.fixture
 async def session_factory(database_url) -> AsyncIterator[async_sessionmaker]:
     engine = create_engine(database_url)
+    bind_cipher(engine, CIPHER)
     factory = create_session_factory(engine)
     async with factory.begin() as session:  # the PostgreSQL database is shared by the test session
         await session.execute(delete(BotState))
@@ -107,6 +110,7 @@ async def test_a_new_storage_after_a_restart_sees_the_draft(database_url, sessio
     await first.update_data(key(), {"description": "未发货", "order_number": "DY-1"})
     await first.close()
     engine = create_engine(database_url)  # a new process: a new engine on the same database
+    bind_cipher(engine, CIPHER)
     try:
         second = DatabaseStorage(create_session_factory(engine))
         assert await second.get_state(key()) == "Draft:evidence"
@@ -209,7 +213,7 @@ async def redis_parts(**isolation_options):
     from redis.asyncio import Redis
 
     prefix = f"qinglang-test:{uuid.uuid4().hex[:10]}"
-    storage = build_storage(TEST_REDIS_URL, None, redis_prefix=prefix)
+    storage = build_storage(TEST_REDIS_URL, None, redis_prefix=prefix, cipher=CIPHER)
     isolation = build_event_isolation(TEST_REDIS_URL, storage, **isolation_options)
     client = Redis.from_url(TEST_REDIS_URL)
     try:
@@ -237,7 +241,7 @@ async def test_with_a_redis_url_redis_storage_and_isolation_are_used():
         assert await client.keys(f"{prefix}:*")  # under the prefix, with bot id and destiny in the key
         async with isolation.lock(k):
             assert await client.exists(f"{prefix}:{BOT}:{k.chat_id}:{k.user_id}:default:lock")
-        restarted = build_storage(TEST_REDIS_URL, None, redis_prefix=prefix)
+        restarted = build_storage(TEST_REDIS_URL, None, redis_prefix=prefix, cipher=CIPHER)
         assert await restarted.get_data(k) == {"description": "未发货", "order_number": "DY-1"}
         await restarted.close()
         await storage.set_state(k, None)

@@ -6,7 +6,9 @@ the cut-off is 2023-11-17."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import sys
 from dataclasses import asdict
 from datetime import UTC, date, datetime
 
@@ -15,7 +17,16 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import StatementError
 
 from db import migrate
-from db.crypto import CipherNotConfigured, DataCipher, DecryptionError, bind_cipher, bound_cipher, parse_key
+from db.crypto import (
+    CipherNotConfigured,
+    DataCipher,
+    DecryptionError,
+    bind_cipher,
+    bound_cipher,
+    key_id,
+    new_key_text,
+    parse_key,
+)
 from db.engine import create_engine, create_session_factory
 from db.models import BotState, Case, CaseEvent, CaseMessage, Complainant, InboxUpdate, OutboxMessage
 from intake.cases import Actor, ComplainantInfo
@@ -306,6 +317,15 @@ async def test_the_statistics_are_the_same_after_a_purge(container, story):
 
 async def test_rotation_rewrites_old_values_under_the_new_key(container):
     await container.cases.create(complaint())
+    update = {"update_id": 7, "message": {"text": "13800138000"}}
+    draft = {"draft": {"step": "consent", "name": "张三", "phone": "13800138000"}}
+    async with container.uow() as uow:  # a stored update not handled yet, one that failed, and a draft
+        uow.session.add(InboxUpdate(channel="telegram", external_id="7", payload=update,
+                                    received_at=container.clock.now()))
+        uow.session.add(InboxUpdate(channel="telegram", external_id="8", payload={}, error="ValidationError: 张三",
+                                    received_at=container.clock.now()))
+        uow.session.add(BotState(key="k", data=draft, updated_at=container.clock.now()))
+        await uow.commit()
     before = bound_cipher(container.engine)
     old_key = (container.settings.privacy.current_key
                or parse_key(key_file_path(container.settings.storage.data_dir).read_text()))
@@ -313,11 +333,43 @@ async def test_rotation_rewrites_old_values_under_the_new_key(container):
     rotated = DataCipher(new_key, [old_key])
     assert rotated.key_ids[1] == before.current_id
     bind_cipher(container.engine, rotated)
-    assert await reencrypt_personal_data(container.uow, rotated) == 1
-    assert await reencrypt_personal_data(container.uow, rotated) == 0
+    done = await reencrypt_personal_data(container.uow, rotated)
+    assert (done.people, done.inbox, done.drafts) == (1, 2, 1)
+    assert (await reencrypt_personal_data(container.uow, rotated)).total == 0
     (name, phone, _, _), = await raw_people(container.engine)
     assert name.startswith(f"v1.{rotated.current_id}.") and phone.startswith(f"v1.{rotated.current_id}.")
+    async with container.engine.connect() as conn:
+        stored = (await conn.execute(text(
+            "SELECT payload FROM inbox UNION ALL SELECT error FROM inbox WHERE error IS NOT NULL "
+            "UNION ALL SELECT data FROM bot_states"))).scalars().all()
+    assert len(stored) == 4 and all(value.startswith(f"v1.{rotated.current_id}.") for value in stored)
     bind_cipher(container.engine, DataCipher(new_key))  # the old key retired
     async with container.uow() as uow:
         person = await uow.complainants.by_channel_user("telegram", "42")
+        rows = (await uow.session.scalars(select(InboxUpdate).order_by(InboxUpdate.id))).all()
+        kept = await uow.session.get(BotState, "k")
     assert (person.name, person.phone) == ("张三", "13800138000")
+    assert [(r.payload, r.error) for r in rows] == [(update, None), ({}, "ValidationError: 张三")]
+    assert kept.data == draft
+
+
+async def test_the_rekey_command_rewrites_people_stored_messages_and_drafts(container, tmp_path):
+    await container.cases.create(complaint())
+    async with container.uow() as uow:
+        uow.session.add(InboxUpdate(channel="web", external_id="a:1", payload={"type": "text", "text": "13800138000"},
+                                    received_at=container.clock.now()))
+        uow.session.add(BotState(key="k", data={"draft": {"name": "张三"}}, updated_at=container.clock.now()))
+        await uow.commit()
+    new_key = new_key_text()  # the key file in the data dir (the one written with) becomes an old key
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QINGLANG_")}
+    env.update(HOME=str(tmp_path), QINGLANG_DATA_DIR=str(container.settings.storage.data_dir),
+               QINGLANG_DATABASE_URL=container.settings.database_url, QINGLANG_DATA_KEY=new_key)
+    process = await asyncio.create_subprocess_exec(sys.executable, "-m", "qinglang.cli", "rekey", env=env,
+                                                   stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(process.communicate(), timeout=120)
+    assert process.returncode == 0, err.decode()
+    assert out.decode().strip() == "re-encrypted the personal data of 1 people, 1 stored messages and 1 drafts"
+    async with container.engine.connect() as conn:
+        stored = (await conn.execute(text("SELECT name FROM complainants UNION ALL SELECT payload FROM inbox "
+                                          "UNION ALL SELECT data FROM bot_states"))).scalars().all()
+    assert len(stored) == 3 and all(v.startswith(f"v1.{key_id(parse_key(new_key))}.") for v in stored)
