@@ -6,6 +6,7 @@ import asyncio
 
 from aiohttp import web
 
+from intake.outbound import OutboundGuard
 from intake.queries import CaseQueries
 from qinglang.bootstrap import Container
 from web.metrics import Metrics
@@ -16,6 +17,7 @@ AUTH = web.AppKey("auth", Authenticator)
 QUERIES = web.AppKey("queries", CaseQueries)
 METRICS = web.AppKey("metrics", Metrics)
 DRAINING = web.AppKey("draining", asyncio.Event)  # set once the app is shutting down: /readyz says 503
+OUTBOUND = web.AppKey("outbound", OutboundGuard)  # checks callback URLs when API cases are created
 
 SESSION_COOKIE = "qinglang_session"
 PRINCIPAL = web.RequestKey("principal", Principal)  # the staff member asking, or None

@@ -18,12 +18,14 @@ from sqlalchemy import func, select, update
 
 from db.models import Case, CaseEvent, CaseMessage, Evidence, StaffUser
 from intake.evidence import EvidenceLimits, EvidenceStore
+from intake.outbound import OutboundGuard, OutboundPolicy
 from nlu.classifier import EmbeddedBackend
 from nlu.result import Entities, NluResult, Scored
 from web.api.openapi import document
 from web.api.schemas import AssignmentIn, CaseOut, MessageIn, NewCaseIn, RatingIn, SubjectLinkIn
 from web.app import create_app
-from web.keys import AUTH, SESSION_COOKIE
+from web.keys import AUTH, OUTBOUND, SESSION_COOKIE
+from tests.fakes.dns import PUBLIC, FakeResolver
 from tests.fakes.images import png
 
 API = "/api/v1"
@@ -82,6 +84,9 @@ class Api:
 async def api(container, trained_nlu) -> Api:
     container.nlu = trained_nlu
     app = create_app(container, with_bot=False)
+    # callback URLs resolve through a table (the hotline's host is public), never the network's DNS
+    app[OUTBOUND] = OutboundGuard(OutboundPolicy.from_settings(container.settings.outbound),
+                                  FakeResolver({"hotline.example.gov.cn": PUBLIC}))
     async with TestClient(TestServer(app)) as client:
         api = Api(client, container, {}, {})
         await api.user("triage", "xiaobao", "triage")  # the hotline's account

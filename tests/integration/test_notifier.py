@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from ipaddress import ip_network
 
 import pytest
 from sqlalchemy import select
@@ -12,10 +13,12 @@ from sqlalchemy.exc import OperationalError
 
 from bot.sender import TelegramTransport
 from db.models import OutboxMessage
+from intake.callback import CallbackTransport
 from intake.cases import Actor, ComplainantInfo, NewCase
 from intake.delivery import NoChannel, WebInbox
 from intake.notice_templates import NoticeRenderer
 from intake.notifier import Notifier, NotifierConfig
+from intake.outbound import OutboundGuard, OutboundPolicy
 from intake.ratelimit import SendRate
 from nlu.taxonomy import Kind
 from routing.rules import MerchantLocation
@@ -50,6 +53,12 @@ def make_notifier(container, bot, *, worker_id="w1", timeout=2.0, chat_interval=
     settings = dict(backoff_base=1.0, backoff_cap=4.0, chat_interval=chat_interval, max_attempts=4) | config
     return Notifier(container.uow, container.clock, NoticeRenderer(container.directory), transports,
                     SendRate(30, chat_interval), NotifierConfig(**settings), worker_id=worker_id, on_result=on_result)
+
+
+def loopback_callback() -> CallbackTransport:
+    """The callback transport, with the test receiver (http on 127.0.0.1) allowed as an administrator would."""
+    return CallbackTransport(timeout=2, guard=OutboundGuard(OutboundPolicy(
+        allow_http=True, allowed_networks=(ip_network("127.0.0.1/32"),))))
 
 
 def complaint(user_id: str = str(CHAT), **overrides) -> NewCase:
@@ -471,8 +480,6 @@ async def test_api_case_callback_retries_with_the_same_key_until_accepted(contai
     from aiohttp import web
     from aiohttp.test_utils import TestServer
 
-    from intake.callback import CallbackTransport
-
     received, answers = [], [503, 200]
 
     async def hook(request):
@@ -483,7 +490,7 @@ async def test_api_case_callback_retries_with_the_same_key_until_accepted(contai
     app.router.add_post("/hook", hook)
     server = TestServer(app)
     await server.start_server()
-    callback = CallbackTransport(timeout=2)
+    callback = loopback_callback()
     try:
         view = await container.cases.create(complaint(
             channel="api", complainant=ComplainantInfo(name="李四", phone="13900000000"),
@@ -507,8 +514,6 @@ async def test_api_case_callback_refusing_for_good_is_undeliverable(container, b
     from aiohttp import web
     from aiohttp.test_utils import TestServer
 
-    from intake.callback import CallbackTransport
-
     async def hook(request):
         return web.Response(status=410)
 
@@ -516,7 +521,7 @@ async def test_api_case_callback_refusing_for_good_is_undeliverable(container, b
     app.router.add_post("/hook", hook)
     server = TestServer(app)
     await server.start_server()
-    callback = CallbackTransport(timeout=2)
+    callback = loopback_callback()
     try:
         await container.cases.create(complaint(
             channel="api", complainant=ComplainantInfo(name="李四", phone="13900000000"),

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, RootModel, model_validator
 
 from intake.closing import MAX_AMOUNT_FEN, MAX_COUNT
+from intake.outbound import OutboundRefused, shape
 from intake.status import REJECTION_GROUNDS, STAFF_OUTCOMES, Status
 from nlu.taxonomy import CATEGORIES, Kind
 
@@ -72,11 +73,21 @@ def _http_url(value: str) -> str:
     return value
 
 
+def _callback_url(value: str) -> str:
+    """The checks of the outbound policy that need neither settings nor DNS (no user info, a host name or
+    an IP address in its usual form); the rest is checked when the case is created and at every send."""
+    try:
+        shape(value)
+    except OutboundRefused as exc:
+        raise ValueError(str(exc)) from None
+    return value
+
+
 URL_PATTERN = r"^[Hh][Tt][Tt][Pp][Ss]?://[^\s/?#]+[^\s]*$"
 HttpUrl = Annotated[str, Field(max_length=2000, pattern=URL_PATTERN, json_schema_extra={"format": "uri"}),
                     AfterValidator(_http_url)]
 CallbackUrl = Annotated[str, Field(max_length=500, pattern=URL_PATTERN, json_schema_extra={"format": "uri"}),
-                        AfterValidator(_http_url)]
+                        AfterValidator(_http_url), AfterValidator(_callback_url)]
 
 
 # -- enumerations --------------------------------------------------------------------------------
@@ -153,8 +164,11 @@ class NewCaseIn(Strict):
         default_factory=list, description="links to evidence (http/https)")
     callback_url: CallbackUrl | None = Field(
         None, description="where the originating system (e.g. the 12345 hotline platform) wants to be told of "
-                          "every step of the case: an http(s) URL that receives a JSON POST per notice (see the "
-                          "`caseNotice` callback). Used for a named complainant of this channel; never returned")
+                          "every step of the case: an https URL that receives a JSON POST per notice (see the "
+                          "`caseNotice` callback). Used for a named complainant of this channel; never returned. "
+                          "The host must resolve to public addresses only (or be on the service's allow list), "
+                          "on an allowed port (by default 443 and 80); no user info; redirects are not followed. "
+                          "A URL the policy refuses is answered 400 callback_refused, with the reason")
 
     @model_validator(mode="after")
     def _consistent(self) -> NewCaseIn:
@@ -501,7 +515,8 @@ class RatingCreated(BaseModel):
 class CaseNotice(BaseModel):
     """What `callback_url` receives, one JSON POST per notice, with the header `Idempotency-Key` equal to
     `idempotency_key`: a retry after a timeout carries the same key, so drop a key seen before. Answer 2xx
-    when taken; 408, 429 (with Retry-After) and 5xx are tried again later, any other status is not."""
+    when taken; 408, 429 (with Retry-After) and 5xx are tried again later, any other status is not (a redirect
+    is not followed)."""
 
     idempotency_key: str
     case: str = Field(description="the case number")
@@ -523,7 +538,7 @@ class ErrorInfo(BaseModel):
                                   "unauthorized, forbidden, not_found, illegal_transition, case_closed, conflict, "
                                   "payload_too_large, unsupported_media_type, domain_error, unknown_unit, "
                                   "unknown_original, unknown_subject, already_linked, not_linked, no_contact, "
-                                  "case_not_closed, already_rated")
+                                  "case_not_closed, already_rated, callback_refused")
     message: str
     field: str | None = Field(None, description="the request field at fault, dotted")
     details: list[ErrorDetail] | None = None

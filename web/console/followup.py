@@ -17,6 +17,7 @@ from aiohttp import web
 from sqlalchemy import select
 
 from db.models import Case, CaseEvent, CaseUnit, Complainant, Escalation, OutboxMessage, Unit
+from intake.outbound import REFUSED
 from qinglang.i18n import N_
 from web.access import case_scope, may_act, may_see_identity
 from web.console.render import redirect_with_flash, request_language
@@ -44,6 +45,7 @@ def register(app: web.Application) -> None:
 async def followup_list(request: web.Request) -> web.Response:
     principal = _require(request)
     container = request.app[CONTAINER]
+    _ = _tr(request)
     async with container.uow() as uow:
         rows = (await uow.session.execute(
             select(OutboxMessage, Case, Complainant)
@@ -64,17 +66,27 @@ async def followup_list(request: web.Request) -> web.Response:
             name = person.name if phone and person is not None else None
             if phone:
                 shown[case.id] = ["name", "phone"] if name else ["phone"]
-            items.append({"notice": notice, "case": case, "phone": phone, "name": name})
+            items.append({"notice": notice, "case": case, "phone": phone, "name": name,
+                          "error": _delivery_error(_, notice.last_error)})
         now = container.clock.now()
         for case_id, fields in shown.items():
             uow.session.add(CaseEvent(case_id=case_id, actor_type="staff", actor_id=principal.id,
                                       action="view_personal_data", data={"fields": fields, "page": "followup"},
                                       created_at=now))
         await uow.commit()
-    _ = _tr(request)
     return _page(request, principal, "followup.html", items=items,
                  template_names={k: _(v) for k, v in TEMPLATE_NAMES.items()},
                  problem_names={k: _(v) for k, v in PROBLEM_NAMES.items()}, limit=SHOWN)
+
+
+def _delivery_error(_, last_error: str | None) -> str:
+    """What staff read of a failed delivery: a callback the outbound policy refused says so, and only that."""
+    if not last_error:
+        return ""
+    _before, refused, reason = last_error.partition(f"{REFUSED}: ")
+    if refused:
+        return _("回调地址被安全策略拒绝：{reason}").format(reason=reason)
+    return last_error
 
 
 async def followup_handled(request: web.Request) -> web.StreamResponse:
