@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import date
+from datetime import date, datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import case, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -20,6 +20,7 @@ from db.models import (
     Complainant,
     Evidence,
     HolidayOverride,
+    RateCounter,
     StaffUser,
     Subject,
     Unit,
@@ -133,3 +134,40 @@ class HolidayOverrideRepository(_Repository):
     async def as_mapping(self) -> dict[date, bool]:
         rows = await self.session.scalars(select(HolidayOverride))
         return {row.day: row.is_workday for row in rows}
+
+
+class RateCounterRepository(_Repository):
+    """The counters of intake/counters.py: one row per key and window, changed by atomic statements."""
+
+    async def add_within(self, key: str, window_start: int, amount: int, limit: int, *,
+                         expires_at: datetime) -> int | None:
+        """Add `amount` to the counter if it stays within `limit`: the new count, or None (nothing added).
+        A single upsert, so concurrent adds never both pass on the same old count. The caller has made sure
+        amount <= limit (a new row is inserted without the check)."""
+        insert = upsert_insert(self.session)
+        statement = (
+            insert(RateCounter)
+            .values(key=key, window_start=window_start, count=amount, expires_at=expires_at)
+            .on_conflict_do_update(index_elements=[RateCounter.key, RateCounter.window_start],
+                                   set_={"count": RateCounter.count + amount},
+                                   where=RateCounter.count + amount <= limit)
+            .returning(RateCounter.count)
+        )
+        return (await self.session.execute(statement)).scalar_one_or_none()
+
+    async def current(self, key: str, window_start: int) -> int:
+        found = await self.session.scalar(select(RateCounter.count).where(
+            RateCounter.key == key, RateCounter.window_start == window_start))
+        return int(found or 0)
+
+    async def subtract(self, key: str, window_start: int, amount: int) -> None:
+        """Take `amount` off the counter, never below zero."""
+        await self.session.execute(
+            update(RateCounter)
+            .where(RateCounter.key == key, RateCounter.window_start == window_start)
+            .values(count=case((RateCounter.count > amount, RateCounter.count - amount), else_=0))
+        )
+
+    async def delete_expired(self, now: datetime) -> int:
+        result = await self.session.execute(delete(RateCounter).where(RateCounter.expires_at <= now))
+        return result.rowcount or 0

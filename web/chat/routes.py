@@ -19,11 +19,15 @@ The status page shows the case's notices (the outbox rows of channel "web" the n
 the messages between the complainant and the handling unit, a form to add words and files (the answer
 to an information request) while the case is open, and, once it is closed, the satisfaction rating.
 Those two forms act only on a case the cookie was granted by a right number + code (grants.py), are
-limited to POST_LIMIT posts per cookie in ten minutes, and carry a one-time form id.
+limited in posts per cookie (QINGLANG_STATUS_POSTS_PER_COOKIE), and carry a one-time form id.
 
-Wrong status look-ups are counted per chat cookie and per client address (limits.py). The address is
-the connection's, or behind a trusted reverse proxy (QINGLANG_TRUSTED_PROXIES: loopback by default; the
-compose file's nginx) the one that proxy appends to X-Forwarded-For.
+Status look-ups are counted per client address, per chat cookie and per case number before the code is
+checked, and files sent in the chat per cookie, per address and for everyone per day (limits.py). The
+address is the connection's, or behind a trusted reverse proxy (QINGLANG_TRUSTED_PROXIES: loopback by
+default; the compose file's nginx) the one that proxy appends to X-Forwarded-For.
+
+A malformed form (forms.py) is a 400 page and an evidence store that cannot take a file a 503 page;
+either way nothing of the request is kept: a file it stored is taken back (EvidenceStore.discard).
 """
 
 from __future__ import annotations
@@ -31,14 +35,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import re
 import secrets
-from collections.abc import AsyncIterator
-from datetime import date, datetime
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import jinja2
-from aiohttp import BodyPartReader, web
+from aiohttp import web
 
 from bot.storage import DatabaseStorage, build_event_isolation
 from db.engine import create_session_factory
@@ -47,7 +52,14 @@ from sqlalchemy import select
 from db.models import Case, CaseEvent, OutboxMessage
 from intake.cases import Actor, EvidenceItem
 from intake.conversation import CLOCK_PHRASES, MAX_TEXT, RATING_LABELS
-from intake.evidence import EvidenceRejected, EvidenceTooLarge, sanitize_original_name
+from intake.counters import RateCounters, Taken
+from intake.evidence import (
+    EvidenceRejected,
+    EvidenceStoreUnavailable,
+    EvidenceTooLarge,
+    StoredFile,
+    sanitize_original_name,
+)
 from intake.status import STATUS_NAMES_ZH, DomainError, Status
 from nlu.taxonomy import CATEGORY_IDS, Kind, category
 from qinglang.i18n import LANGUAGES, N_, language_of, translations
@@ -61,8 +73,18 @@ from web.chat.identity import (
     set_cookie,
 )
 from web.chat.codes import normalise_number
+from web.chat.forms import (
+    FileOverQuota,
+    MalformedForm,
+    chunks,
+    drain,
+    next_part,
+    open_parts,
+    post_data,
+    read_field,
+)
 from web.chat.grants import StatusGrants
-from web.chat.limits import FailureLimiter
+from web.chat.limits import ChatLimits
 from web.chat.service import ChatService, ChatView, replay_forever
 from web.keys import CONTAINER
 
@@ -70,8 +92,7 @@ log = logging.getLogger(__name__)
 
 HERE = Path(__file__).parent
 SERVICE = web.AppKey("chat_service", ChatService)
-LIMITER = web.AppKey("chat_limiter", FailureLimiter)
-POST_LIMITER = web.AppKey("chat_status_post_limiter", FailureLimiter)
+LIMITS = web.AppKey("chat_limits", ChatLimits)
 GRANTS = web.AppKey("chat_status_grants", StatusGrants)
 TEMPLATES = web.AppKey("chat_templates", jinja2.Environment)
 LANG_COOKIE = "qinglang_lang"  # shared with the console
@@ -80,7 +101,8 @@ MAX_FORM = 64 * 1024  # a text message form; files go to /chat/upload
 MAX_FIELD = 16 * 1024  # one non-file field of the upload form
 _MESSAGE_ID = re.compile(r"^[A-Za-z0-9_.:-]{8,80}$")
 KIND_NAMES = {Kind.COMPLAINT: N_("投诉"), Kind.TIPOFF: N_("举报"), Kind.CONSULTATION: N_("咨询")}
-POST_LIMIT = 20  # answers and ratings per cookie in ten minutes
+MALFORMED = N_("上传的内容格式不正确，请返回页面后重新选择文件上传。")
+STORE_DOWN = N_("文件暂时无法保存，请稍后再试。您的对话和已填写的内容都还在。")
 NOT_RATED_OUTCOMES = ("withdrawn", "duplicate")  # no survey for these (CaseService._plan_survey)
 
 
@@ -94,10 +116,12 @@ def setup(app: web.Application) -> None:
     isolation = build_event_isolation(redis.get_secret_value() if redis else None, storage,
                                       lock_seconds=container.settings.bot.chat_lock_seconds)
     app[SERVICE] = ChatService(container, storage, isolation)
-    app[LIMITER] = FailureLimiter(storage, isolation, container.clock)
-    app[POST_LIMITER] = FailureLimiter(storage, isolation, container.clock, limit=POST_LIMIT)
+    limits = ChatLimits(RateCounters(container.uow, container.clock), container.settings.limits, container.clock)
+    app[LIMITS] = limits
     app[GRANTS] = StatusGrants(storage, isolation, container.clock)
     app[TEMPLATES] = _templates()
+    app[TEMPLATES].globals.update(lookup_tries=limits.lookup_tries, lookup_minutes=limits.lookup_minutes,
+                                  upload_files=limits.upload_files_per_cookie, upload_mb=limits.upload_mb_per_cookie)
     app.router.add_get("/chat", chat_page, name="chat")
     app.router.add_post("/chat/send", send)
     app.router.add_post("/chat/upload", upload)
@@ -252,7 +276,10 @@ async def send(request: web.Request) -> web.Response:
     lang, _chosen = _language(request)
     if request.content_length is None or request.content_length > MAX_FORM:
         return _refuse(request, lang, 413, translations(lang).gettext("消息太长，请分几条发送。"))
-    form = await request.post()
+    try:
+        form = await post_data(request)
+    except MalformedForm as exc:
+        return _malformed(request, lang, exc)
     checked = _check_post(request, _field(form, "csrf_token"), lang)
     if isinstance(checked, web.Response):
         return checked
@@ -284,82 +311,143 @@ def _field(form, name: str) -> str | None:
     return value.replace("\x00", "") if isinstance(value, str) else None
 
 
+@dataclass
+class _Upload:
+    """The file one request stored: taken back when the request does not end by attaching it."""
+
+    stored: StoredFile | None = None
+    attached: bool = False
+    extra_files: int = 0  # further file parts, read past and not stored
+
+    async def settle(self, request: web.Request) -> None:
+        if self.stored is not None and not self.attached:
+            await request.app[CONTAINER].evidence.discard(self.stored)
+
+
 async def upload(request: web.Request) -> web.Response:
+    lang, _chosen = _language(request)
+    if not request.content_type.startswith("multipart/"):
+        return _refuse(request, lang, 400, translations(lang).gettext(MALFORMED))
+    state = _Upload()
+    try:
+        return await _upload(request, lang, state)
+    except MalformedForm as exc:
+        return _malformed(request, lang, exc)
+    finally:
+        await state.settle(request)
+
+
+async def _upload(request: web.Request, lang: str, state: _Upload) -> web.Response:
     container = request.app[CONTAINER]
     service = request.app[SERVICE]
-    lang, _chosen = _language(request)
+    limits = request.app[LIMITS]
     _ = translations(lang).gettext
     limit = container.settings.storage.max_evidence_bytes
-    if not request.content_type.startswith("multipart/"):
-        raise web.HTTPBadRequest(text="multipart/form-data expected")
-    reader = await request.multipart()
+    reader = await open_parts(request)
     fields: dict[str, str] = {}
-    stored = None
     identity: ChatIdentity | None = None
-    while (part := await reader.next()) is not None:
-        if not isinstance(part, BodyPartReader):
-            continue
+    message_id = ""
+    tried = False
+    while (part := await next_part(reader)) is not None:
         if part.name != "file":
-            fields[part.name or ""] = await _read_field(part)
+            fields[part.name or ""] = await read_field(part, MAX_FIELD)
             continue
-        # the file: only after the CSRF token and message id (they come first in the form)
-        checked = _check_post(request, fields.get("csrf_token"), lang)
-        if isinstance(checked, web.Response):
-            return checked
-        identity = checked
-        if not _MESSAGE_ID.match(fields.get("msg_id", "")):
-            raise web.HTTPBadRequest(text="msg_id missing or malformed (it must come before the file)")
+        if identity is None:
+            # the file: only after the CSRF token and message id (they come first in the form)
+            checked = _check_post(request, fields.get("csrf_token"), lang)
+            if isinstance(checked, web.Response):
+                return checked
+            identity = checked
+            message_id = fields.get("msg_id", "")
+            if not _MESSAGE_ID.match(message_id):
+                raise web.HTTPBadRequest(text="msg_id missing or malformed (it must come before the file)")
         name = part.filename or ""
-        if not name:
-            await _drain(part)
+        if not name or tried:  # no file chosen; or a further file part: the form has one, nothing stored
+            state.extra_files += bool(name)
+            await drain(part)
             continue
+        tried = True
         if request.content_length is not None and request.content_length > limit + MAX_FORM:
             await service.note(identity.user_id, _upload_line(name), str(EvidenceTooLarge(limit)))
             return await _answer(request, identity, lang)
+        ip = client_ip(request, container.settings.web.trusted_proxy_networks)
+        quota = await limits.reserve_upload(identity.user_id, ip, min(request.content_length or 0, limit) or None)
+        if not quota.allowed:
+            return _over_quota(request, lang, quota.taken, ip)
         try:
-            stored = await container.evidence.put(_chunks(part), original_name=name)
-        except EvidenceRejected as exc:
-            log.info("web chat upload refused: %s", exc)
-            await service.note(identity.user_id, _upload_line(name), str(exc))
-            return await _answer(request, identity, lang)
+            state.stored = await container.evidence.put(chunks(part, quota.may_stream), original_name=name)
+        except BaseException as exc:
+            with contextlib.suppress(Exception):  # nothing was kept: its bytes are not counted
+                await limits.settle_upload(quota, identity.user_id, ip, 0)
+            if isinstance(exc, FileOverQuota):
+                return _over_quota(request, lang, limits.over_stream(quota), ip)
+            if isinstance(exc, EvidenceRejected):
+                log.info("web chat upload refused: %s", exc)
+                await service.note(identity.user_id, _upload_line(name), str(exc))
+                return await _answer(request, identity, lang)
+            if isinstance(exc, EvidenceStoreUnavailable):
+                log.error("web chat upload: the evidence store cannot take a file (%s)", exc.reason)
+                return _refuse(request, lang, 503, _(STORE_DOWN))
+            raise
+        refused = await limits.settle_upload(quota, identity.user_id, ip, state.stored.size)
+        if refused is not None:
+            return _over_quota(request, lang, refused, ip)
     if identity is None:  # no file part at all
         checked = _check_post(request, fields.get("csrf_token"), lang)
         if isinstance(checked, web.Response):
             return checked
         identity = checked
-    if stored is None:
+    if state.stored is None:
         await service.note(identity.user_id, None, _("请先选择要上传的文件（截图、照片、视频、PDF 等）。"))
         return await _answer(request, identity, lang)
+    stored = state.stored
     payload = {
         "type": "attachment",
         "text": fields.get("caption", "").strip()[:MAX_TEXT],
         "attachment": {"sha256": stored.sha256, "size": stored.size, "mime": stored.mime, "name": stored.original_name},
         "lang": lang,
     }
-    await service.send(identity.user_id, fields["msg_id"], payload)
+    sent = await service.send(identity.user_id, message_id, payload)
+    state.attached = sent.status != "duplicate"  # sent before: that message's file is the one attached
+    if state.extra_files:
+        log.info("web chat upload: %d further file parts not stored", state.extra_files)
+        await service.note(identity.user_id, None, _("一次只能上传一个文件，其余的没有保存，请逐个上传。"))
     return await _answer(request, identity, lang)
+
+
+def _over_quota(request: web.Request, lang: str, taken: Taken, ip: str) -> web.Response:
+    """A file over the day's quota: nothing of it is kept; the page says which quota and until when."""
+    _ = translations(lang).gettext
+    limits = request.app[LIMITS]
+    wait = _wait(taken.retry_after, lang)
+    if limits.is_own_quota(taken):
+        text = _("本次对话今天上传的文件已达上限（每天最多 {files} 个、共 {size} MB），请 {wait}后再试。").format(
+            files=limits.upload_files_per_cookie, size=limits.upload_mb_per_cookie, wait=wait)
+    elif limits.is_address_quota(taken):
+        text = _("您所在的网络今天上传的文件已达上限，请 {wait}后再试。").format(wait=wait)
+    else:
+        text = _("今天网上登记收到的文件已达上限，请 {wait}后再试。").format(wait=wait)
+    log.warning("web chat upload from %s refused: over the quota %s", ip,
+                taken.refused_by.limit.name if taken.refused_by else "?")
+    return _refuse(request, lang, 429, text + _("也可以先完成登记，之后凭编号和查询码在进度查询页补充材料。"))
+
+
+def _wait(duration: timedelta, lang: str) -> str:
+    """How long until a limit's window ends, rounded up: "3 小时", "12 分钟"."""
+    _ = translations(lang).gettext
+    minutes = max(1, math.ceil(duration.total_seconds() / 60))
+    if minutes > 60:
+        return _("{hours} 小时").format(hours=math.ceil(minutes / 60))
+    return _("{minutes} 分钟").format(minutes=minutes)
+
+
+def _malformed(request: web.Request, lang: str, exc: MalformedForm) -> web.Response:
+    log.info("web chat: malformed form on %s refused (%s)", request.path, exc)
+    return _refuse(request, lang, 400, translations(lang).gettext(MALFORMED))
 
 
 def _upload_line(name: str) -> str:
     return f"📎 {sanitize_original_name(name) or '?'}"
-
-
-async def _read_field(part: BodyPartReader) -> str:
-    data = bytearray()
-    while chunk := await part.read_chunk(8192):
-        if len(data) < MAX_FIELD:
-            data += chunk[: MAX_FIELD - len(data)]
-    return data.decode("utf-8", errors="replace").replace("\x00", "")  # as _field
-
-
-async def _drain(part: BodyPartReader) -> None:
-    while await part.read_chunk(65536):
-        pass
-
-
-async def _chunks(part: BodyPartReader) -> AsyncIterator[bytes]:
-    while chunk := await part.read_chunk(256 * 1024):
-        yield chunk
 
 
 # -- the status page --------------------------------------------------------------------------------
@@ -387,34 +475,42 @@ async def status_lookup(request: web.Request) -> web.Response:
     _ = translations(lang).gettext
     if request.content_length is None or request.content_length > MAX_FORM:
         raise web.HTTPRequestEntityTooLarge(max_size=MAX_FORM, actual_size=request.content_length or 0)
-    form = await request.post()
+    try:
+        form = await post_data(request)
+    except MalformedForm as exc:
+        return _malformed(request, lang, exc)
     checked = _check_post(request, _field(form, "csrf_token"), lang)
     if isinstance(checked, web.Response):
         return checked
     identity = checked
     number = (_field(form, "number") or "").strip()[:40]
     code = _field(form, "code") or ""
-    limiter = request.app[LIMITER]
+    limits = request.app[LIMITS]
     ip = client_ip(request, request.app[CONTAINER].settings.web.trusted_proxy_networks)
-    subjects = (f"ip:{ip}", f"chat:{identity.user_id}")
-    if await limiter.blocked(*subjects):
-        log.warning("web chat status: look-up from %s refused, too many wrong tries", ip)
-        minutes = int(limiter.window.total_seconds() // 60)
-        message = _("尝试次数过多，请 {minutes} 分钟后再试。").format(minutes=minutes)
+    # counted before the code is hashed: concurrent tries cannot all pass on the same count
+    taken = await limits.lookup(ip, identity.user_id, normalise_number(number))
+    if not taken.allowed:
+        log.warning("web chat status: look-up from %s refused, too many tries (%s)", ip, taken.refused_by.limit.name)
+        message = _("尝试次数过多，请 {minutes} 分钟后再试。").format(minutes=_minutes(taken.retry_after))
         return _render(request, "status.html", lang, status=429, csrf=identity.csrf_token, number=number,
                        message=message, case=None)
     service = request.app[SERVICE]
     case_id = await service.codes.find(number, code)
     if case_id is None:
-        count = await limiter.failed(*subjects)
-        log.warning("web chat status: wrong case number or access code for %r from %s (%d in %s)",
-                    number, ip, count, limiter.window)
+        left = taken.remaining()
+        log.warning("web chat status: wrong case number or access code for %r from %s (%d tries left)",
+                    number, ip, left)
         await _audit_failure(request, number, ip)
         return _render(request, "status.html", lang, csrf=identity.csrf_token, number=number,
-                       message=_("没有找到与该编号和查询码相符的登记。请检查后重新输入。"), case=None)
+                       message=_("没有找到与该编号和查询码相符的登记。请检查后重新输入。"), case=None,
+                       tries_left=left, retry_minutes=_minutes(limits.lookup_wait(taken)))
     number = normalise_number(number)
     await request.app[GRANTS].grant(identity.user_id, case_id, number)
     raise web.HTTPSeeOther(_status_url(number))
+
+
+def _minutes(duration: timedelta) -> int:
+    return max(1, math.ceil(duration.total_seconds() / 60))
 
 
 def _status_url(number: str) -> str:
@@ -509,13 +605,10 @@ async def _granted(request: web.Request, csrf: str | None, number: str | None,
     if case_id is None:
         return _render(request, "status.html", lang, status=403, csrf=identity.csrf_token, number=number,
                        message=_("请先输入编号和查询码查询（查询 30 分钟后需要重新输入）。"), case=None)
-    limiter = request.app[POST_LIMITER]
-    subject = f"status-post:chat:{identity.user_id}"
-    if await limiter.blocked(subject):
+    if not (await request.app[LIMITS].status_post(identity.user_id)).allowed:  # counts every post
         log.warning("web chat status: posts for %s refused, over the limit", number)
         return _render(request, "status.html", lang, status=429, csrf=identity.csrf_token, number=number,
                        message=_("操作太频繁，请稍后再试。"), case=None)
-    await limiter.failed(subject)  # counts every post, not only failures
     return identity, number, case_id
 
 
@@ -525,21 +618,29 @@ def _form_id(value: str | None) -> str | None:
 
 async def status_answer(request: web.Request) -> web.Response:
     """Words and/or one file added to a granted open case: the answer to an information request."""
-    container = request.app[CONTAINER]
     lang, _chosen = _language(request)
+    if not request.content_type.startswith("multipart/"):
+        return _refuse(request, lang, 400, translations(lang).gettext(MALFORMED))
+    state = _Upload()
+    try:
+        return await _status_answer(request, lang, state)
+    except MalformedForm as exc:
+        return _malformed(request, lang, exc)
+    finally:
+        await state.settle(request)
+
+
+async def _status_answer(request: web.Request, lang: str, state: _Upload) -> web.Response:
+    container = request.app[CONTAINER]
     _ = translations(lang).gettext
     limit = container.settings.storage.max_evidence_bytes
-    if not request.content_type.startswith("multipart/"):
-        raise web.HTTPBadRequest(text="multipart/form-data expected")
-    reader = await request.multipart()
+    reader = await open_parts(request)
     fields: dict[str, str] = {}
-    stored = None
     granted: tuple[ChatIdentity, str, int] | None = None
-    while (part := await reader.next()) is not None:
-        if not isinstance(part, BodyPartReader):
-            continue
+    tried = False
+    while (part := await next_part(reader)) is not None:
         if part.name != "file":
-            fields[part.name or ""] = await _read_field(part)
+            fields[part.name or ""] = await read_field(part, MAX_FIELD)
             continue
         # the file: only after the token, the case number and the form id (they come first in the form)
         if granted is None:
@@ -550,17 +651,22 @@ async def status_answer(request: web.Request) -> web.Response:
         identity, number, case_id = granted
         name = part.filename or ""
         too_long = len(fields.get("text", "").strip()) > MAX_TEXT  # refused below: keep no file for it
-        if not name or stored is not None or too_long:  # no file chosen; a second file part (the form has one)
-            await _drain(part)
+        if not name or tried or too_long:  # no file chosen; a further file part (the form has one)
+            await drain(part)
             continue
+        tried = True
         if request.content_length is not None and request.content_length > limit + MAX_FORM:
             return await _status_page(request, identity, lang, number, case_id, status=413,
                                       error=str(EvidenceTooLarge(limit)), answer=fields.get("text", ""))
         try:
-            stored = await container.evidence.put(_chunks(part), original_name=name)
+            state.stored = await container.evidence.put(chunks(part), original_name=name)
         except EvidenceRejected as exc:
             log.info("web chat status: file refused: %s", exc)
             return await _status_page(request, identity, lang, number, case_id, status=400, error=str(exc),
+                                      answer=fields.get("text", ""))
+        except EvidenceStoreUnavailable as exc:
+            log.error("web chat status: the evidence store cannot take a file (%s)", exc.reason)
+            return await _status_page(request, identity, lang, number, case_id, status=503, error=_(STORE_DOWN),
                                       answer=fields.get("text", ""))
     if granted is None:  # no file part at all
         checked = await _granted(request, fields.get("csrf_token"), fields.get("number"), lang)
@@ -568,6 +674,7 @@ async def status_answer(request: web.Request) -> web.Response:
             return checked
         granted = checked
     identity, number, case_id = granted
+    stored = state.stored
     form_id = _form_id(fields.get("form_id"))
     if form_id is None:
         raise web.HTTPBadRequest(text="form_id missing or malformed")
@@ -587,6 +694,7 @@ async def status_answer(request: web.Request) -> web.Response:
         log.info("web chat status: addition to %s refused: %s", number, exc)
         return await _status_page(request, identity, lang, number, case_id, status=409, answer=text,
                                   error=_("本件已经办结，不能再补充材料。如有新的问题，请在线登记。"))
+    state.attached = True
     await request.app[GRANTS].flash(identity.user_id, number,
                                     _("已收到您的补充，已附到 {number}，承办人员会看到。").format(number=number))
     raise web.HTTPSeeOther(_status_url(number))
@@ -599,7 +707,10 @@ async def status_rate(request: web.Request) -> web.Response:
     _ = translations(lang).gettext
     if request.content_length is None or request.content_length > MAX_FORM:
         raise web.HTTPRequestEntityTooLarge(max_size=MAX_FORM, actual_size=request.content_length or 0)
-    form = await request.post()
+    try:
+        form = await post_data(request)
+    except MalformedForm as exc:
+        return _malformed(request, lang, exc)
     checked = await _granted(request, _field(form, "csrf_token"), _field(form, "number"), lang)
     if isinstance(checked, web.Response):
         return checked
