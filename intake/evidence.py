@@ -12,24 +12,37 @@ the original, which stays as uploaded (the record: its sha256 is its name),
 the store keeps the copy staff are shown, without location and other metadata,
 at ``root/.staff/<sha[:2]>/<sha[2:4]>/<sha>``; for an upload older than this
 copy it is made on first view (``staff_copy``).
+
+Two requests may store the same bytes. The first installs the file (``StoredFile.duplicate``
+False), every later one *claims* it: its modification time becomes the time of that put. A request
+that stored a file and then failed takes it back with ``discard``, which removes the file only if no
+put claimed it since; the daily ``sweep`` removes files nothing refers to once they are older than a
+grace period, and the leftovers of interrupted uploads. Both first move the file aside with an atomic
+rename (a put of the same bytes then installs its own copy), decide, and then remove it or put it
+back: nothing that a put returned is lost to them, whichever process each runs in.
 """
 
 from __future__ import annotations
 
 import asyncio
 import codecs
+import errno
 import hashlib
 import io
 import logging
 import os
 import re
+import secrets
 import shutil
+import stat
 import tempfile
 import threading
+import time
 import unicodedata
 import zipfile
-from collections.abc import AsyncIterable, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO
 
@@ -61,6 +74,7 @@ __all__ = [
     "EvidenceTooLarge",
     "EvidenceTypeNotAllowed",
     "StoredFile",
+    "SweepResult",
     "sanitize_original_name",
     "sniff_mime",
 ]
@@ -118,8 +132,13 @@ _SHA256_RE = re.compile(r"[0-9a-f]{64}")
 _TEXT_CONTROL_RE = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f]")
 _HEAD_BYTES = 8192
 _BLOCK = 1024 * 1024
+_SHARD_RE = re.compile(r"[0-9a-f]{2}")
+_ASIDE_RE = re.compile(r"\.([0-9a-f]{64})\.([0-9]{1,20})\.[0-9a-f]{8}\.aside")  # .<sha>.<unix seconds>.<random>.aside
 _INCOMING = ".incoming"
 _STAFF = ".staff"
+# A file in .incoming untouched this long belongs to no upload in progress (a put writes to its file as the
+# bytes arrive): a killed process left it. So does a file set aside this long ago.
+LEFTOVER_AGE = timedelta(hours=1)
 _DECODING_AT_ONCE = 2  # decoded images take memory (4 bytes a pixel): a few at a time
 
 log = logging.getLogger("qinglang.evidence")
@@ -222,7 +241,24 @@ class StoredFile:
     mime: str
     path: Path
     original_name: str | None
-    duplicate: bool
+    duplicate: bool  # the content was stored before this put (which then only claimed it)
+    claim_ns: int = 0  # the file's mtime (ns) as this put left it; discard() removes it only while it is so
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """What a sweep removed (or, with dry_run, would remove)."""
+
+    files: int = 0  # unreferenced uploads
+    bytes: int = 0  # their size and that of their staff copies and of staff copies without an original
+    staff_copies: int = 0  # staff copies removed (of those files, or left without an original)
+    incoming: int = 0  # leftovers of interrupted uploads in .incoming
+    incoming_bytes: int = 0
+    put_back: int = 0  # files a killed discard or sweep had moved aside, put back in place
+    dry_run: bool = False
+
+    def as_dict(self) -> dict[str, int | bool]:
+        return asdict(self)
 
 
 # --------------------------------------------------------------------------- names
@@ -558,7 +594,7 @@ class EvidenceStore:
                 sink.fh.close()
             except Exception:
                 pass
-            tmp.unlink(missing_ok=True)
+            _remove_quietly(tmp)  # the directory may be what failed
             raise
 
     async def _stream(self, chunks: AsyncIterable[bytes] | bytes, sink: _Sink) -> None:
@@ -600,7 +636,8 @@ class EvidenceStore:
             raise EvidenceTypeNotAllowed(mime, self.limits.allowed_types)
         sha = sink.hash.hexdigest()
         dest = self.path_for(sha)
-        duplicate = dest.is_file() and dest.stat().st_size == sink.size
+        claim_ns = _claim(dest, sink.size)
+        duplicate = claim_ns is not None
         prepared: Path | None = None
         copy_for_staff = mime in IMAGE_FORMATS and not (duplicate and self.staff_path_for(sha).is_file())
         if copy_for_staff:
@@ -608,22 +645,207 @@ class EvidenceStore:
         elif mime.startswith("image/") and mime not in IMAGE_FORMATS:
             log.info("evidence %s: %s is not decoded here; staff get only the original, on request", sha[:12], mime)
         try:
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            if duplicate:
-                tmp.unlink()
-            else:
-                # Missing, or damaged (wrong size): the fresh copy takes its place.
-                os.replace(tmp, dest)
+            if not duplicate:
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                duplicate, claim_ns = _install(tmp, dest, sink.size)
                 fsync_dir(dest.parent)
+            tmp.unlink(missing_ok=True)
             if copy_for_staff:
                 self._install_staff_copy(sha, prepared)
                 prepared = None
         finally:
             if prepared is not None:
-                prepared.unlink(missing_ok=True)
+                _remove_quietly(prepared)
         return StoredFile(
-            sha256=sha, size=sink.size, mime=mime, path=dest, original_name=name, duplicate=duplicate
+            sha256=sha, size=sink.size, mime=mime, path=dest, original_name=name, duplicate=duplicate,
+            claim_ns=claim_ns,
         )
+
+    # -- taking files back ---------------------------------------------------
+
+    async def discard(
+        self, stored: StoredFile, *, referenced: Callable[[str], Awaitable[bool]] | None = None
+    ) -> bool:
+        """Remove the file `stored` (and its staff copy) again, for a request that stored it and then failed.
+
+        Only what this put created (not `stored.duplicate`) and no put claimed since: a request that stored
+        the same bytes meanwhile keeps its file. `referenced(sha256)`, when given, is asked last, while the
+        file is aside (so nothing can begin to rely on it during the question); True keeps the file.
+        True when the file was removed. A disk error is logged, and the file left to the sweep.
+        """
+        if stored.duplicate:
+            return False
+
+        async def keep(found: os.stat_result) -> bool:
+            if found.st_mtime_ns != stored.claim_ns or found.st_size != stored.size:
+                return True  # claimed by a later put of the same bytes
+            return referenced is not None and bool(await referenced(stored.sha256))
+
+        try:
+            return await self._remove_unless(stored.sha256, keep) is not None
+        except OSError as exc:
+            log.warning("evidence %s: not discarded (%s); the sweep removes it if nothing refers to it",
+                        stored.sha256[:12], exc.strerror or type(exc).__name__)
+            return False
+
+    async def sweep(
+        self,
+        now: datetime,
+        grace: timedelta,
+        *,
+        references: Callable[[list[str]], Awaitable[set[str]]],
+        referenced: Callable[[str], Awaitable[bool]],
+        dry_run: bool = False,
+    ) -> SweepResult:
+        """Remove the files nothing refers to that no put claimed for `grace`, and the leftovers of
+        interrupted uploads (files in .incoming untouched for LEFTOVER_AGE).
+
+        `references(candidates)`: the candidate digests something refers to (a case's evidence, a draft),
+        asked once for all of them. `referenced(sha256)`: asked again for each file right before it goes,
+        while it is aside, so that a reference made since the first question keeps it; so does a put of
+        the same bytes since (the file's mtime is then fresh). Staff copies go with their file, and those
+        left without one once they are older than `grace`.
+        """
+        cutoff_ns = _ns(now - grace)
+        leftover_ns = _ns(now - LEFTOVER_AGE)
+        put_back = 0 if dry_run else await asyncio.to_thread(self._put_back_leftovers, leftover_ns)
+        incoming, incoming_bytes = await asyncio.to_thread(self._incoming_leftovers, leftover_ns, dry_run)
+        candidates = await asyncio.to_thread(self._unclaimed_since, cutoff_ns)
+        wanted = await references(sorted(candidates)) if candidates else set()
+        files = freed = staff = 0
+        for sha256, size in candidates.items():
+            if sha256 in wanted:
+                continue
+            if dry_run:
+                copy = await asyncio.to_thread(self._staff_size, sha256)
+                files, freed, staff = files + 1, freed + size + (copy or 0), staff + (copy is not None)
+                continue
+
+            async def keep(found: os.stat_result, sha256: str = sha256) -> bool:
+                return found.st_mtime_ns >= cutoff_ns or bool(await referenced(sha256))
+
+            taken = await self._remove_unless(sha256, keep)
+            if taken is not None:
+                files, freed, staff = files + 1, freed + taken[0], staff + taken[1]
+        orphans, orphan_bytes = await asyncio.to_thread(self._orphan_staff_copies, cutoff_ns, dry_run)
+        return SweepResult(files=files, bytes=freed + orphan_bytes, staff_copies=staff + orphans, incoming=incoming,
+                           incoming_bytes=incoming_bytes, put_back=put_back, dry_run=dry_run)
+
+    async def _remove_unless(
+        self, sha256: str, keep: Callable[[os.stat_result], Awaitable[bool]]
+    ) -> tuple[int, int] | None:
+        """Move the file aside, ask `keep`, then remove it and its staff copy, or put it back.
+
+        While it is aside a put of the same bytes finds no file and installs its own copy, and one that
+        claimed it just before the rename left its mtime, which `keep` sees. (bytes freed, staff copies
+        removed), or None when the file is kept or was not there."""
+        dest = self.path_for(sha256)
+        aside = await asyncio.to_thread(_set_aside, dest)
+        if aside is None:
+            return None
+        try:
+            found = await asyncio.to_thread(os.stat, aside)
+            kept = await keep(found)
+        except BaseException:
+            _put_back(aside, dest)  # also when cancelled: at once, not in a thread
+            raise
+        if kept:
+            await asyncio.to_thread(_put_back, aside, dest)
+            return None
+        return await asyncio.to_thread(self._remove_aside, aside, sha256, found)
+
+    def _remove_aside(self, aside: Path, sha256: str, found: os.stat_result) -> tuple[int, int]:
+        os.unlink(aside)
+        # A put of the same image since the rename may have made this copy; it is made again on first view.
+        staff = self.staff_path_for(sha256)
+        try:
+            copy = os.stat(staff)
+            os.unlink(staff)
+        except FileNotFoundError:
+            return found.st_size, 0
+        same_inode = (copy.st_dev, copy.st_ino) == (found.st_dev, found.st_ino)  # a hard link of the original
+        return found.st_size + (0 if same_inode else copy.st_size), 1
+
+    def _staff_size(self, sha256: str) -> int | None:
+        try:
+            copy = os.stat(self.staff_path_for(sha256))
+        except FileNotFoundError:
+            return None
+        return 0 if copy.st_nlink > 1 else copy.st_size
+
+    def _shard_entries(self, top: Path) -> Iterable[tuple[str, str, os.DirEntry]]:
+        """(first, second, entry) for every entry of top/<first>/<second>/ (two hex digits each)."""
+        for first in _subdirs(top):
+            for second in _subdirs(Path(first.path)):
+                try:
+                    with os.scandir(second.path) as entries:
+                        listed = list(entries)
+                except FileNotFoundError:
+                    continue
+                for entry in listed:
+                    yield first.name, second.name, entry
+
+    def _unclaimed_since(self, cutoff_ns: int) -> dict[str, int]:
+        """Stored files last installed or claimed before `cutoff_ns`: digest -> size."""
+        found: dict[str, int] = {}
+        for first, second, entry in self._shard_entries(self.root):
+            name = entry.name
+            if not _SHA256_RE.fullmatch(name) or name[:2] != first or name[2:4] != second:
+                continue
+            try:
+                info = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            if stat.S_ISREG(info.st_mode) and info.st_mtime_ns < cutoff_ns:
+                found[name] = info.st_size
+        return found
+
+    def _put_back_leftovers(self, leftover_ns: int) -> int:
+        """Files a killed discard or sweep left aside go back: they are judged again like any other."""
+        count = 0
+        for _, _, entry in self._shard_entries(self.root):
+            match = _ASIDE_RE.fullmatch(entry.name)
+            if match and int(match.group(2)) * 1_000_000_000 < leftover_ns:
+                _put_back(Path(entry.path), self.path_for(match.group(1)))
+                count += 1
+        return count
+
+    def _incoming_leftovers(self, leftover_ns: int, dry_run: bool) -> tuple[int, int]:
+        count = size = 0
+        try:
+            with os.scandir(self._incoming) as entries:
+                listed = list(entries)
+        except OSError as exc:
+            log.warning("evidence store: %s cannot be read (%s); its leftovers stay", self._incoming,
+                        exc.strerror or type(exc).__name__)
+            return 0, 0
+        for entry in listed:
+            try:
+                info = entry.stat(follow_symlinks=False)
+                if not stat.S_ISREG(info.st_mode) or info.st_mtime_ns >= leftover_ns:
+                    continue
+                if not dry_run:
+                    os.unlink(entry.path)
+            except FileNotFoundError:
+                continue
+            count, size = count + 1, size + info.st_size
+        return count, size
+
+    def _orphan_staff_copies(self, cutoff_ns: int, dry_run: bool) -> tuple[int, int]:
+        count = size = 0
+        for _, _, entry in self._shard_entries(self.root / _STAFF):
+            if not _SHA256_RE.fullmatch(entry.name):
+                continue
+            try:
+                info = entry.stat(follow_symlinks=False)
+                if info.st_mtime_ns >= cutoff_ns or self.path_for(entry.name).exists():
+                    continue
+                if not dry_run:
+                    os.unlink(entry.path)
+            except FileNotFoundError:
+                continue
+            count, size = count + 1, size + info.st_size
+        return count, size
 
     # -- the copy staff see ------------------------------------------------
 
@@ -670,7 +892,7 @@ class EvidenceStore:
                 out.flush()
                 os.fsync(out.fileno())
         except BaseException as exc:
-            prepared.unlink(missing_ok=True)
+            _remove_quietly(prepared)
             if isinstance(exc, ImageTooLarge):
                 raise EvidenceImageTooLarge(self.limits.images) from None
             if isinstance(exc, ImageUnreadable):
@@ -696,3 +918,87 @@ class EvidenceStore:
                 shutil.copyfile(self.path_for(sha256), prepared)
         os.replace(prepared, staff)  # atomic: two first views at once both end with a whole copy
         fsync_dir(staff.parent)
+
+
+# --------------------------------------------------------------------------- claims
+
+
+def _claim(path: Path, size: int) -> int | None:
+    """Mark an intact stored copy as relied on by one more request: its mtime becomes now (and differs from
+    what any earlier put left). The mtime set, or None when there is no intact copy (this put installs one)."""
+    try:
+        found = os.stat(path)
+    except FileNotFoundError:
+        return None
+    if not stat.S_ISREG(found.st_mode) or found.st_size != size:
+        return None  # damaged: the fresh copy takes its place
+    claim = max(time.time_ns(), found.st_mtime_ns + 1)
+    try:
+        os.utime(path, ns=(claim, claim))
+    except FileNotFoundError:
+        return None  # moved aside a moment ago by a discard or the sweep
+    except PermissionError:  # another owner's file (a restore run as another user): relied on as it is
+        log.warning("evidence %s: cannot mark it as used again (not its owner)", path.name[:12])
+        return found.st_mtime_ns
+    return claim
+
+
+def _install(tmp: Path, dest: Path, size: int) -> tuple[bool, int]:
+    """Put a fresh upload in place, never over a copy another put installed meanwhile (a hard link fails
+    where a rename would replace). (duplicate, the mtime this put leaves)."""
+    mtime_ns = os.stat(tmp).st_mtime_ns
+    try:
+        os.link(tmp, dest)
+    except FileExistsError:
+        claim = _claim(dest, size)
+        if claim is not None:
+            return True, claim  # the same bytes, installed by another put a moment ago
+        os.replace(tmp, dest)  # a damaged copy (wrong size): the fresh one takes its place
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.EMLINK):
+            raise
+        os.replace(tmp, dest)  # a file system without hard links
+    return False, mtime_ns
+
+
+def _set_aside(dest: Path) -> Path | None:
+    aside = dest.with_name(f".{dest.name}.{int(time.time())}.{secrets.token_hex(4)}.aside")
+    try:
+        os.rename(dest, aside)
+    except FileNotFoundError:
+        return None
+    return aside
+
+
+def _put_back(aside: Path, dest: Path) -> None:
+    try:
+        os.link(aside, dest)
+    except FileExistsError:
+        pass  # a put installed the same bytes meanwhile
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.EMLINK):
+            raise
+        if not dest.exists():  # a file system without hard links
+            os.replace(aside, dest)
+            return
+    aside.unlink(missing_ok=True)
+
+
+def _remove_quietly(path: Path) -> None:
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as exc:  # e.g. its directory is no longer one: then nothing of it is kept there either
+        log.warning("evidence store: cannot remove %s (%s)", path.name, exc.strerror or type(exc).__name__)
+
+
+def _subdirs(parent: Path) -> list[os.DirEntry]:
+    """The two-hex-digit subdirectories of `parent` (none when it is missing)."""
+    try:
+        with os.scandir(parent) as entries:
+            return [e for e in entries if _SHARD_RE.fullmatch(e.name) and e.is_dir(follow_symlinks=False)]
+    except FileNotFoundError:
+        return []
+
+
+def _ns(moment: datetime) -> int:
+    return round(moment.timestamp() * 1_000_000) * 1000

@@ -11,7 +11,11 @@ Jobs:
   a daily digest goes to the escalation unit (消保分局), flagging cases with no complainant-facing reply;
 - halfway: "still in progress" to the complainant when a long clock passes its halfway point;
 - surveys: the satisfaction follow-up (回访), one working day after close;
-- consultations: an answered consultation is closed `consultation_autoclose_days` working days after the answer.
+- consultations: an answered consultation is closed `consultation_autoclose_days` working days after the answer;
+- rate_counters: the web chat's limit counters whose window has ended are deleted (intake/counters.py);
+- evidence_sweep (when the scheduler is given one): evidence uploads no case and no draft refers to, past the
+  grace period, and the leftovers of interrupted uploads are removed (intake/evidence_sweep.py); the run
+  records how many files and bytes.
 """
 
 from __future__ import annotations
@@ -31,7 +35,9 @@ from db.uow import UnitOfWork, UnitOfWorkFactory
 from intake.calendar import WorkingCalendar
 from intake.cases import Actor, CaseService
 from intake.clock import Clock
+from intake.counters import RateCounters
 from intake.deadlines import DeadlinePolicy
+from intake.evidence_sweep import EvidenceSweep
 from intake.notices import Template, notify_complainant, notify_unit
 from intake.status import DomainError, Status
 
@@ -56,7 +62,8 @@ class Scheduler:
     def __init__(self, uow: UnitOfWorkFactory, clock: Clock, tz: ZoneInfo, cases: CaseService,
                  policy: DeadlinePolicy, config: ScheduleConfig | None = None, *, worker_id: str = "scheduler",
                  on_queued: Callable[[], None] | None = None,
-                 on_job: Callable[[str, str], None] | None = None) -> None:
+                 on_job: Callable[[str, str], None] | None = None,
+                 evidence_sweep: EvidenceSweep | None = None) -> None:
         """`on_queued` hears that notices were queued; `on_job(name, "done" | "failed")` of each job run."""
         self._uow = uow
         self._clock = clock
@@ -73,7 +80,11 @@ class Scheduler:
             "halfway": self.halfway,
             "surveys": self.surveys,
             "consultations": self.consultations,
+            "rate_counters": self.rate_counters,
         }
+        self._evidence_sweep = evidence_sweep
+        if evidence_sweep is not None:
+            self.jobs["evidence_sweep"] = self.sweep_evidence
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -262,6 +273,12 @@ class Scheduler:
                 continue
             closed.append(view.number)
         return {"closed": closed}
+
+    async def rate_counters(self, today: date) -> dict:
+        return {"deleted": await RateCounters(self._uow, self._clock).purge_expired()}
+
+    async def sweep_evidence(self, today: date) -> dict:
+        return (await self._evidence_sweep.run()).as_dict()
 
     def _clock_name(self, clock_id: str) -> str:
         try:

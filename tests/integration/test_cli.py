@@ -228,18 +228,20 @@ def test_worker_runs_the_daily_jobs_and_stops_on_sigterm(env):
         assert "running" in process.stdout.readline()  # printed once it listens for SIGTERM
         deadline = time.monotonic() + 60
         done: list[tuple[str, str]] = []
-        while time.monotonic() < deadline and len(done) < 5:
+        while time.monotonic() < deadline and len(done) < 7:
             if process.poll() is not None:
                 pytest.fail(f"worker exited: {process.stderr.read()}")
             time.sleep(0.3)
             done = asyncio.run(runs())
         assert sorted(done) == sorted((job, "done") for job in
-                                      ("reminders", "escalation", "halfway", "surveys", "consultations"))
+                                      ("reminders", "escalation", "halfway", "surveys", "consultations",
+                                       "rate_counters", "evidence_sweep"))
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as response:
             assert json.loads(response.read())["database"] == "ok"
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
             metrics = response.read().decode()
-        for job in ("reminders", "escalation", "halfway", "surveys", "consultations"):
+        for job in ("reminders", "escalation", "halfway", "surveys", "consultations", "rate_counters",
+                    "evidence_sweep"):
             assert f'qinglang_scheduled_jobs_total{{job="{job}",outcome="done"}} 1.0' in metrics
         assert "qinglang_database_up 1.0" in metrics
         assert 'qinglang_outbox_depth{status="pending"}' in metrics

@@ -8,9 +8,10 @@ from datetime import UTC, date, datetime, time, timedelta
 import pytest
 from sqlalchemy import func, select
 
-from db.models import Case, Escalation, OutboxMessage, ScheduledRun
+from db.models import Case, Escalation, OutboxMessage, RateCounter, ScheduledRun
 from intake.calendar import WorkingCalendar
 from intake.cases import Actor, ComplainantInfo, NewCase
+from intake.counters import Count, Limit, RateCounters
 from intake.scheduler import ScheduleConfig, Scheduler
 from nlu.taxonomy import Kind
 from routing.rules import MerchantLocation
@@ -60,7 +61,7 @@ async def test_each_job_runs_once_a_day_across_ticks_and_restarts(container):
     container.clock.at = at(date(2026, 11, 16), hour=8)  # before 08:30
     assert await scheduler(container).tick() == []
     container.clock.at = at(date(2026, 11, 16), hour=9)
-    jobs = ["reminders", "escalation", "halfway", "surveys", "consultations"]
+    jobs = ["reminders", "escalation", "halfway", "surveys", "consultations", "rate_counters"]
     assert await scheduler(container).tick() == jobs
     assert await scheduler(container).tick() == []  # a restart the same day
     container.clock.at = at(date(2026, 11, 17))
@@ -230,3 +231,45 @@ async def test_a_low_rating_reopens_for_review(container):
         case = await uow.session.get(Case, view.id)
     assert (case.satisfaction, case.satisfaction_comment) == (1, "没有解决问题")
     assert [r.template for r in await outbox(container)][-1] == "reopened"
+
+
+async def test_the_evidence_sweep_runs_daily_and_a_failed_run_is_retried(container):
+    from intake.evidence import SweepResult
+
+    class FlakySweep:
+        def __init__(self) -> None:
+            self.calls = 0
+
+        async def run(self) -> SweepResult:
+            self.calls += 1
+            if self.calls == 1:
+                raise OSError("the evidence disk is not mounted")
+            return SweepResult(files=2, bytes=2048)
+
+    sweep = FlakySweep()
+
+    def with_sweep() -> Scheduler:
+        return Scheduler(container.uow, container.clock, container.settings.tz, container.cases, container.policy,
+                         ScheduleConfig(at=time(8, 30)), evidence_sweep=sweep)
+
+    container.clock.at = at(date(2026, 11, 16))
+    assert "evidence_sweep" not in await with_sweep().tick()  # failed: recorded, tried again next tick
+    assert await with_sweep().tick() == ["evidence_sweep"]
+    assert await with_sweep().tick() == []
+    async with container.uow() as uow:
+        run = await uow.session.scalar(select(ScheduledRun).where(ScheduledRun.job == "evidence_sweep"))
+    assert (run.status, run.attempts, run.result["files"], run.result["bytes"]) == ("done", 2, 2, 2048)
+
+
+async def test_the_daily_job_deletes_the_web_chats_ended_limit_counters(container):
+    counters = RateCounters(container.uow, container.clock)
+    container.clock.at = at(date(2026, 11, 16), hour=7)
+    await counters.take(Count(Limit("lookup-ip", 10, timedelta(minutes=10)), "ip:198.51.100.7"),
+                        Count(Limit("upload-bytes", 10**9, timedelta(days=7)), "chat:abc", 1000))
+    container.clock.at = at(date(2026, 11, 16), hour=9)
+    assert "rate_counters" in await scheduler(container).tick()
+    async with container.uow() as uow:
+        left = (await uow.session.execute(select(RateCounter.count))).scalars().all()
+        run = await uow.session.scalar(select(ScheduledRun).where(ScheduledRun.job == "rate_counters"))
+    assert left == [1000]  # the ten-minute window ended two hours ago; the week's has not
+    assert run.result == {"deleted": 1}

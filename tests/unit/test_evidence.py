@@ -6,9 +6,11 @@ import asyncio
 import hashlib
 import io
 import os
+import shutil
 import struct
 import zipfile
 import zlib
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -487,3 +489,171 @@ def test_error_hierarchy():
     for cls in (EvidenceTooLarge, EvidenceTypeNotAllowed, EvidenceEmpty):
         assert issubclass(cls, EvidenceRejected)
     assert issubclass(EvidenceRejected, QinglangError)
+
+
+# --------------------------------------------------------------------------- taking files back (issue 14: 6, 7)
+
+NOW = datetime.now(UTC)
+GRACE = timedelta(hours=48)
+
+
+def age(path: Path, **delta: float) -> None:
+    """Make `path` look last written that long before NOW."""
+    moment = (NOW - timedelta(**delta)).timestamp()
+    os.utime(path, (moment, moment))
+
+
+async def nothing_referenced(candidates: list[str]) -> set[str]:
+    return set()
+
+
+async def no_case(sha256: str) -> bool:
+    return False
+
+
+async def test_discard_removes_what_this_put_created_with_its_staff_copy(store: EvidenceStore):
+    stored = await store.put(photo(), original_name="p.jpg")
+    assert store.staff_path_for(stored.sha256).is_file()
+    assert await store.discard(stored) is True
+    assert files_under(store.root) == set()
+
+
+async def test_discard_keeps_a_file_a_later_put_of_the_same_bytes_relies_on(store: EvidenceStore):
+    first = await store.put(TEXT)
+    second = await store.put(TEXT)
+    assert (first.duplicate, second.duplicate) == (False, True)
+    assert await store.discard(first) is False  # claimed by the second put since
+    assert await store.discard(second) is False  # a duplicate never removes anything
+    assert store.verify(first.sha256)
+
+
+async def test_discard_keeps_a_file_a_case_refers_to(store: EvidenceStore):
+    stored = await store.put(TEXT)
+    asked = []
+
+    async def referenced(sha256: str) -> bool:
+        asked.append((sha256, store.exists(sha256)))
+        return True
+
+    assert await store.discard(stored, referenced=referenced) is False
+    assert asked == [(stored.sha256, False)]  # asked while the file is aside
+    assert store.verify(stored.sha256) and files_under(store.root) == {stored.path}
+
+
+async def test_a_put_while_a_discard_holds_the_file_aside_gets_its_own_copy(store: EvidenceStore):
+    first = await store.put(make_png())
+    others = []
+
+    async def referenced(sha256: str) -> bool:
+        others.append(await store.put(make_png()))  # another request, at the worst moment
+        return False
+
+    assert await store.discard(first, referenced=referenced) is True
+    assert others[0].duplicate is False
+    assert store.verify(first.sha256)  # the other request's copy stays
+    assert await store.staff_copy(first.sha256, "image/png") is not None  # made again if the discard took it
+    assert await store.discard(others[0]) is True
+    assert files_under(store.root) == set()
+
+
+async def test_a_duplicate_put_claims_the_file(store: EvidenceStore):
+    first = await store.put(TEXT)
+    age(first.path, hours=100)
+    old = first.path.stat().st_mtime_ns
+    again = await store.put(TEXT)
+    assert again.duplicate is True
+    assert again.claim_ns == first.path.stat().st_mtime_ns > old
+
+
+async def test_puts_of_the_same_bytes_at_once_install_it_once(store: EvidenceStore):
+    results = await asyncio.gather(*(store.put(make_pdf()) for _ in range(8)))
+    assert sum(not r.duplicate for r in results) == 1
+    creator = next(r for r in results if not r.duplicate)
+    assert await store.discard(creator) is False  # the others claimed it after it was installed
+    assert store.verify(creator.sha256)
+
+
+async def test_sweep_removes_old_unreferenced_files_and_leftovers_only(store: EvidenceStore):
+    old = await store.put(photo())  # with a staff copy
+    fresh = await store.put(TEXT)
+    wanted = await store.put(make_pdf())
+    for stored in (old, wanted):
+        age(stored.path, hours=49)
+    age(fresh.path, hours=47)
+    stale_part = store.root / ".incoming" / "put-abc.part"
+    stale_part.write_bytes(b"x" * 10)
+    age(stale_part, minutes=61)
+    live_part = store.root / ".incoming" / "put-def.part"
+    live_part.write_bytes(b"y" * 10)
+    age(live_part, minutes=5)
+    orphan_sha = hashlib.sha256(b"gone").hexdigest()
+    orphan_copy = store.staff_path_for(orphan_sha)
+    orphan_copy.parent.mkdir(parents=True)
+    orphan_copy.write_bytes(b"z" * 7)
+    age(orphan_copy, hours=49)
+    old_staff_size = store.staff_path_for(old.sha256).stat().st_size
+
+    async def references(candidates: list[str]) -> set[str]:
+        assert sorted(candidates) == sorted([old.sha256, wanted.sha256])  # the fresh file is no candidate
+        return {wanted.sha256}
+
+    dry = await store.sweep(NOW, GRACE, references=references, referenced=no_case, dry_run=True)
+    assert (dry.files, dry.bytes, dry.staff_copies, dry.incoming, dry.dry_run) == (
+        1, old.size + old_staff_size + 7, 2, 1, True)
+    assert stale_part.exists() and old.path.exists() and orphan_copy.exists()
+
+    done = await store.sweep(NOW, GRACE, references=references, referenced=no_case)
+    assert (done.files, done.bytes, done.staff_copies, done.incoming, done.incoming_bytes) == (
+        1, old.size + old_staff_size + 7, 2, 1, 10)
+    assert files_under(store.root) == {fresh.path, wanted.path, live_part}
+
+
+async def test_sweep_asks_again_right_before_removing(store: EvidenceStore):
+    stored = await store.put(TEXT)
+    age(stored.path, hours=49)
+    asked = []
+
+    async def referenced(sha256: str) -> bool:  # the evidence row written since the first question
+        asked.append(store.exists(sha256))
+        return True
+
+    result = await store.sweep(NOW, GRACE, references=nothing_referenced, referenced=referenced)
+    assert result.files == 0 and asked == [False]
+    assert store.verify(stored.sha256)
+
+
+async def test_sweep_keeps_a_file_a_put_claims_after_it_was_listed(store: EvidenceStore):
+    stored = await store.put(TEXT)
+    age(stored.path, hours=49)
+
+    async def references(candidates: list[str]) -> set[str]:
+        again = await store.put(TEXT)  # a new upload of the same bytes
+        assert again.duplicate is True
+        return set()
+
+    result = await store.sweep(NOW, GRACE, references=references, referenced=no_case)
+    assert result.files == 0 and store.verify(stored.sha256)
+
+
+async def test_sweep_puts_back_what_a_killed_discard_left_aside(store: EvidenceStore):
+    stored = await store.put(TEXT)
+    stamp = int((NOW - timedelta(hours=2)).timestamp())
+    aside = stored.path.with_name(f".{stored.sha256}.{stamp}.0123abcd.aside")
+    os.rename(stored.path, aside)
+    other_sha = hashlib.sha256(b"in flight").hexdigest()  # a discard going on right now
+    recent = store.path_for(other_sha).with_name(f".{other_sha}.{int(NOW.timestamp())}.0123abce.aside")
+    recent.parent.mkdir(parents=True, exist_ok=True)
+    recent.write_bytes(b"in flight")
+    result = await store.sweep(NOW, GRACE, references=nothing_referenced, referenced=no_case)
+    assert result.put_back == 1 and result.files == 0  # back, and judged like any other file (fresh here)
+    assert store.verify(stored.sha256) and not aside.exists()
+    assert recent.exists() and not store.exists(other_sha)
+
+
+async def test_sweep_without_an_incoming_directory_still_sweeps(store: EvidenceStore):
+    stored = await store.put(TEXT)
+    age(stored.path, hours=49)
+    shutil.rmtree(store.root / ".incoming")
+    (store.root / ".incoming").write_bytes(b"")  # the directory replaced by a file
+    result = await store.sweep(NOW, GRACE, references=nothing_referenced, referenced=no_case)
+    assert result.files == 1 and not stored.path.exists()

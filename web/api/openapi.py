@@ -30,7 +30,8 @@ def _error(description: str) -> dict[str, Any]:
 
 ERRORS = {
     "400": _error("invalid input: malformed JSON (invalid_json), a wrong or missing field (validation_error), "
-                  "an unknown field (unknown_field); `field` names it"),
+                  "an unknown field (unknown_field), a callback URL the outbound policy refuses (callback_refused, with the "
+                  "reason); `field` names it"),
     "401": _error("no bearer token (unauthorized) or an invalid one (invalid_token)"),
     "403": _error("this account may not do this (forbidden)"),
     "404": _error("no such case, or not one this account may see (not_found)"),
@@ -43,6 +44,9 @@ ERRORS = {
     "422": _error("the case rules refuse the request (domain_error), with the reason; a unit, case or subject "
                   "the request names does not exist (unknown_unit, unknown_original, unknown_subject); nobody "
                   "can be asked for information (no_contact)"),
+    "503": {**_error("the evidence store cannot take files now (evidence_store_unavailable): nothing was stored "
+                     "and no case created; send the request again after Retry-After seconds"),
+            "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": "seconds to wait"}}},
 }
 
 
@@ -128,7 +132,8 @@ def document() -> dict[str, Any]:
                 "summary": "Take in a case from another channel (triage and handler accounts)",
                 "description": (
                     "JSON, or multipart/form-data with a `case` JSON part first and then up to "
-                    f"{MAX_FILES} `files` parts (the type is decided from the content; size limited). Kind and "
+                    f"{MAX_FILES} `files` parts (the type is decided from the content; size limited). A request "
+                    "refused after some of its files were stored keeps none of them. Kind and "
                     "category, when omitted, come from the text classifier; kind falls back to complaint only "
                     "when a complainant is given, else tipoff. Facts the body leaves out are taken from the "
                     "text where the classifier finds them. With `callback_url`, the originating system is told "
@@ -142,7 +147,7 @@ def document() -> dict[str, Any]:
                     "201": {"description": "created; Location names the new case",
                             "headers": {"Location": {"schema": {"type": "string"}}},
                             "content": {"application/json": {"schema": ref(s.CaseOut, "serialization")}}},
-                    **_pick("400", "401", "403", "413", "415", "422"),
+                    **_pick("400", "401", "403", "413", "415", "422", "503"),
                 },
                 "callbacks": {
                     "caseNotice": {

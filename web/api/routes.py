@@ -11,6 +11,7 @@ web.api.errors.api_errors and changes nothing.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import re
 from datetime import timedelta
@@ -25,7 +26,16 @@ from sqlalchemy.orm.exc import StaleDataError
 from db.models import Case, CaseEvent, Subject
 from intake.cases import Actor, CaseNotFound, ComplainantInfo, DeadlineView, EvidenceItem, NewCase
 from intake.closing import ClosingFacts
-from intake.evidence import EvidenceEmpty, EvidenceRejected, EvidenceTooLarge, EvidenceTypeNotAllowed
+from intake.evidence import (
+    EvidenceEmpty,
+    EvidenceRejected,
+    EvidenceStoreUnavailable,
+    EvidenceTooLarge,
+    EvidenceTypeNotAllowed,
+    StoredFile,
+)
+from intake.evidence_sweep import referenced_by_a_case
+from intake.outbound import OutboundGuard, OutboundPolicy, OutboundRefused
 from intake.queries import MAX_PAGE, BadQuery, CaseDetail, CaseFilter, decode_cursor
 from intake.status import STATUS_NAMES_ZH, Action, DomainError, IllegalTransition, Status, allowed_actions
 from nlu.taxonomy import CATEGORY_IDS, KIND_NAMES_ZH, Kind, category as category_of
@@ -50,7 +60,7 @@ from web.api.body import (
 )
 from web.api.errors import ApiError, api_errors, json_response
 from web.api.openapi import document
-from web.keys import CONTAINER, PRINCIPAL, QUERIES
+from web.keys import CONTAINER, OUTBOUND, PRINCIPAL, QUERIES
 from web.security import Principal
 
 log = logging.getLogger("qinglang.api")
@@ -63,13 +73,17 @@ LIST_FIELDS = frozenset(name for name, f in s.CaseListQuery.model_fields.items()
                         if getattr(f.annotation, "__origin__", None) is list)
 RECEIVED_SKEW = timedelta(minutes=5)  # clocks of other systems drift a little
 RECEIVED_MAX_AGE = timedelta(days=366)
+EVIDENCE_RETRY_AFTER = 60  # seconds, when the evidence store cannot take files
+UPLOADS = web.RequestKey("api_uploads", list)  # the StoredFiles this request stored, taken back if it fails
 
 
 def setup(app: web.Application) -> None:
     app.middlewares.append(api_errors)  # JSON errors for every /api/ path (scoped inside)
+    app[OUTBOUND] = OutboundGuard(OutboundPolicy.from_settings(app[CONTAINER].settings.outbound))
+    app.on_cleanup.append(_close_outbound)
     router = app.router
     router.add_get(f"{PREFIX}/openapi.json", openapi_json)
-    router.add_post(f"{PREFIX}/cases", create_case)
+    router.add_post(f"{PREFIX}/cases", discarding_failed_uploads(create_case))
     router.add_get(f"{PREFIX}/cases", list_cases)
     router.add_get(f"{PREFIX}/cases/{{number}}", get_case)
     router.add_post(f"{PREFIX}/cases/{{number}}/transitions", post_transition)
@@ -89,6 +103,10 @@ async def openapi_json(request: web.Request) -> web.Response:
     return json_response(document())
 
 
+async def _close_outbound(app: web.Application) -> None:
+    await app[OUTBOUND].close()
+
+
 async def create_case(request: web.Request) -> web.Response:
     principal = authenticate(request)
     if principal.role not in CREATORS:
@@ -97,7 +115,7 @@ async def create_case(request: web.Request) -> web.Response:
     kind = media_type(request)
     if kind == "application/json":
         body = await read_json(request, s.NewCaseIn)
-        new = await plan_case(container, body)
+        new = await plan_case(container, body, request.app[OUTBOUND])
     elif kind == "multipart/form-data":
         new = await _multipart_case(request, container)
     else:
@@ -494,7 +512,7 @@ async def _multipart_case(request: web.Request, container: Container) -> NewCase
     except (ValueError, HttpProcessingError) as exc:
         raise _bad_multipart(exc) from None
     body = parse_json(raw, s.NewCaseIn, prefix="case")
-    new = await plan_case(container, body)  # every check that can refuse is done before files are stored
+    new = await plan_case(container, body, request.app[OUTBOUND])  # every refusal comes before files are stored
     files: dict[str, EvidenceItem] = {}
     count = 0
     while (part := await _next_part(reader)) is not None:
@@ -508,6 +526,11 @@ async def _multipart_case(request: web.Request, container: Container) -> NewCase
             raise ApiError(413, "payload_too_large", f"at most {MAX_FILES} files in one request", field="files")
         try:
             stored = await container.evidence.put(part_chunks(part), original_name=part.filename)
+        except EvidenceStoreUnavailable as exc:
+            log.error("api upload: the evidence store cannot take files: %s", exc.reason)
+            raise ApiError(503, "evidence_store_unavailable", "the evidence store cannot take files right now; "
+                           "nothing of this request was kept: send the case again later", field="files",
+                           headers={"Retry-After": str(EVIDENCE_RETRY_AFTER)}) from None
         except EvidenceTooLarge as exc:
             raise ApiError(413, "evidence_too_large", str(exc), field="files") from None
         except EvidenceTypeNotAllowed as exc:
@@ -518,9 +541,35 @@ async def _multipart_case(request: web.Request, container: Container) -> NewCase
             raise ApiError(422, "evidence_rejected", str(exc), field="files") from None
         except (ValueError, HttpProcessingError) as exc:  # the part itself is malformed
             raise _bad_multipart(exc) from None
+        request[UPLOADS].append(stored)
         files.setdefault(stored.sha256, EvidenceItem(stored.sha256, stored.size, stored.mime, stored.original_name,
                                                      new.channel))
     return dataclasses.replace(new, evidence=tuple(files.values()))
+
+
+def discarding_failed_uploads(handler):
+    """A request that fails after storing files (a later part refused, the case not created, the disk full)
+    takes back what it stored and no case refers to: it leaves nothing behind."""
+
+    @functools.wraps(handler)
+    async def wrapper(request: web.Request) -> web.StreamResponse:
+        request[UPLOADS] = []
+        try:
+            return await handler(request)
+        except BaseException:
+            await _discard(request.app[CONTAINER], request[UPLOADS])
+            raise
+
+    return wrapper
+
+
+async def _discard(container: Container, uploads: list[StoredFile]) -> None:
+    referenced = functools.partial(referenced_by_a_case, container.uow)
+    for stored in uploads:
+        try:
+            await container.evidence.discard(stored, referenced=referenced)
+        except Exception:  # the database, say: the daily sweep removes the file if nothing refers to it
+            log.exception("api upload: %s not discarded after the request failed", stored.sha256[:12])
 
 
 async def _next_part(reader: MultipartReader):
@@ -535,8 +584,9 @@ def _bad_multipart(exc: Exception) -> ApiError:
     return ApiError(400, "invalid_multipart", f"the multipart body is malformed: {str(reason)[:200]}")
 
 
-async def plan_case(container: Container, body: s.NewCaseIn) -> NewCase:
-    """The NewCase for the service: kind and category from the body or the NLU, facts the body lacks from the text."""
+async def plan_case(container: Container, body: s.NewCaseIn, outbound: OutboundGuard) -> NewCase:
+    """The NewCase for the service: kind and category from the body or the NLU, facts the body lacks from the text;
+    a callback URL only if the outbound policy allows it (checked again at every send)."""
     now = container.clock.now()
     received_at = body.received_at or now
     if received_at > now + RECEIVED_SKEW:
@@ -546,6 +596,11 @@ async def plan_case(container: Container, body: s.NewCaseIn) -> NewCase:
     today = now.astimezone(container.settings.tz).date()
     if body.purchase_date is not None and body.purchase_date > today:
         raise ApiError(400, "validation_error", "purchase_date is in the future", field="purchase_date")
+    if body.callback_url is not None:
+        try:
+            await outbound.check(body.callback_url)
+        except OutboundRefused as exc:
+            raise ApiError(400, "callback_refused", f"callback_url {exc}", field="callback_url") from None
 
     result = None
     try:
