@@ -203,7 +203,7 @@ async def backup(out: Path, with_key: bool) -> None:
 
         click.echo(f"personal data is encrypted under data key {', '.join(report.manifest.data_key_ids)}: keep the key "
                    f"(QINGLANG_DATA_KEY or {key_file_path(settings.storage.data_dir)}) safe apart from this backup; "
-                   "without it names and phones cannot be read")
+                   "without it names, phones, stored messages and drafts cannot be read")
     for problem in report.manifest.problems:
         click.echo(f"qinglang: error: {problem.describe()}", err=True)
     if report.manifest.problems:
@@ -293,16 +293,49 @@ async def purge(dry_run: bool, before) -> None:
 @runs_async
 async def rekey() -> None:
     """Encrypt all personal data again with the current QINGLANG_DATA_KEY (after a key rotation; the old key
-    stays in QINGLANG_OLD_DATA_KEYS until this has run)."""
+    stays in QINGLANG_OLD_DATA_KEYS until this has run): people, stored messages, drafts (also in Redis)."""
+    from bot.storage import reencrypt_redis_drafts
     from db.crypto import bound_cipher
     from intake.rekey import reencrypt_personal_data
 
     container = await _container()
     try:
-        count = await reencrypt_personal_data(container.uow, bound_cipher(container.engine))
+        cipher = bound_cipher(container.engine)
+        done = await reencrypt_personal_data(container.uow, cipher)
+        redis = container.settings.redis.redis_url
+        in_redis = await reencrypt_redis_drafts(redis.get_secret_value(), cipher) if redis else 0
     finally:
         await container.close()
-    click.echo(f"re-encrypted the personal data of {count} people")
+    click.echo(f"re-encrypted the personal data of {done.people} people, {done.inbox} stored messages and "
+               f"{done.drafts + in_redis} drafts")
+
+
+@main.group()
+def evidence() -> None:
+    """The evidence store."""
+
+
+@evidence.command("sweep")
+@click.option("--dry-run", is_flag=True, help="Only count what would be removed.")
+@runs_async
+async def evidence_sweep(dry_run: bool) -> None:
+    """Remove uploads no case and no draft refers to, older than QINGLANG_UNREFERENCED_GRACE_HOURS, and the
+    leftovers of interrupted uploads (the worker does this daily)."""
+    from intake.evidence_sweep import build_evidence_sweep
+
+    container = await _container()
+    try:
+        result = await build_evidence_sweep(container).run(dry_run=dry_run)
+    except QinglangError:
+        raise
+    except Exception as exc:
+        raise QinglangError(f"cannot sweep the evidence store: {_db_reason(exc)}") from None
+    finally:
+        await container.close()
+    verb = "would remove" if dry_run else "removed"
+    click.echo(f"{verb} {result.files} unreferenced evidence files and {result.staff_copies} staff copies "
+               f"({_size(result.bytes)}), and {result.incoming} leftovers of interrupted uploads "
+               f"({_size(result.incoming_bytes)})")
 
 
 @main.group()

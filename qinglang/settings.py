@@ -39,6 +39,13 @@ class StorageSettings(BaseSettings):
     max_image_pixels: int = Field(default=40_000_000, ge=1)
     max_image_side: int = Field(default=30_000, ge=1)
     max_image_frames: int = Field(default=300, ge=1)
+    # an upload no case and no conversation draft refers to is removed by the daily job after this long
+    # (a person may send a screenshot and finish telling the complaint days later: the draft keeps it)
+    unreferenced_grace_hours: float = Field(default=48, ge=1)
+
+    @property
+    def unreferenced_grace(self) -> timedelta:
+        return timedelta(hours=self.unreferenced_grace_hours)
 
     @property
     def evidence_dir(self) -> Path:
@@ -246,15 +253,82 @@ class PrivacySettings(BaseSettings):
 
 
 class OutboundSettings(BaseSettings):
-    """Every request the product makes on someone's behalf (API cases' callback URLs): one policy."""
+    """Every request the product makes on someone's behalf (API cases' callback URLs): one policy
+    (intake/outbound.py). Public https destinations on the listed ports only, unless allowed here."""
 
     model_config = _ENV
+
+    outbound_allow_http: bool = False  # plain http too: for tests and a local set-up, never in production
+    # destinations trusted despite the rules (e.g. an intranet 12345 platform), comma-separated: host names
+    # (exact, any port) and IP addresses or networks (any port)
+    outbound_allow_hosts: str = ""
+    outbound_ports: str = "443,80"  # the ports a destination not on the allow list may use
+    outbound_ca_file: Path | None = None  # extra CA certificates (PEM) to trust, e.g. an intranet CA
+
+    @field_validator("outbound_allow_hosts")
+    @classmethod
+    def _allow_list(cls, value: str) -> str:
+        from intake.outbound import parse_allow_list
+
+        parse_allow_list(value)  # a ValueError names the entry at fault
+        return value
+
+    @field_validator("outbound_ports")
+    @classmethod
+    def _ports(cls, value: str) -> str:
+        from intake.outbound import parse_ports
+
+        parse_ports(value)
+        return value
+
+    @field_validator("outbound_ca_file", mode="before")
+    @classmethod
+    def _blank_ca(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("outbound_ca_file")
+    @classmethod
+    def _ca_readable(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            import ssl
+
+            try:
+                ssl.create_default_context().load_verify_locations(cafile=str(value))
+            except (OSError, ssl.SSLError) as exc:
+                raise ValueError(f"{value} is not a readable file of PEM CA certificates "
+                                 f"({getattr(exc, 'strerror', None) or exc})") from None
+        return value
 
 
 class LimitSettings(BaseSettings):
-    """The web chat's limits on anonymous visitors: wrong status look-ups and uploads before a complaint."""
+    """The web chat's limits on anonymous visitors: status look-ups and uploads before a complaint
+    (web/chat/limits.py), counted in the database before the work they guard (intake/counters.py)."""
 
     model_config = _ENV
+
+    # status look-ups (case number + access code), every try counted, right or wrong, in fixed windows
+    lookup_window_seconds: int = Field(default=600, ge=60, le=86_400)
+    lookup_tries_per_address: int = Field(default=10, ge=1)
+    lookup_tries_per_cookie: int = Field(default=10, ge=1)
+    lookup_tries_per_case: int = Field(default=10, ge=1)  # from all addresses together
+    # the status page's answers and ratings of a granted case, per chat cookie
+    status_posts_per_cookie: int = Field(default=20, ge=1)
+    status_post_window_seconds: int = Field(default=600, ge=60, le=86_400)
+    # files sent in the chat before a complaint exists, per day (fixed windows of 24 hours)
+    upload_files_per_cookie: int = Field(default=20, ge=1)
+    upload_bytes_per_cookie: int = Field(default=100 * 1024 * 1024, ge=1)
+    upload_files_per_address: int = Field(default=50, ge=1)
+    upload_bytes_per_address: int = Field(default=200 * 1024 * 1024, ge=1)
+    upload_files_total: int = Field(default=2000, ge=1)  # all chat visitors together
+    upload_bytes_total: int = Field(default=2 * 1024 * 1024 * 1024, ge=1)
+
+    @property
+    def lookup_window(self) -> timedelta:
+        return timedelta(seconds=self.lookup_window_seconds)
+
+    @property
+    def status_post_window(self) -> timedelta:
+        return timedelta(seconds=self.status_post_window_seconds)
 
 
 @dataclass(frozen=True)

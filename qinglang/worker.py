@@ -18,8 +18,10 @@ from aiohttp import web
 
 from intake.callback import CallbackTransport
 from intake.delivery import NoChannel, Transport, WebInbox
+from intake.evidence_sweep import build_evidence_sweep
 from intake.notice_templates import NoticeRenderer
 from intake.notifier import Notifier, NotifierConfig
+from intake.outbound import OutboundGuard, OutboundPolicy
 from intake.ratelimit import SendRate
 from intake.scheduler import ScheduleConfig, Scheduler, parse_time
 from qinglang.bootstrap import Container
@@ -42,7 +44,8 @@ class Worker:
 
             self._bot = create_bot(settings.bot.bot_token.get_secret_value(), settings.bot.bot_api_base)
             self._own_bot = True
-        self.callback = CallbackTransport(timeout=notify.notify_timeout)
+        self.callback = CallbackTransport(
+            timeout=notify.notify_timeout, guard=OutboundGuard(OutboundPolicy.from_settings(settings.outbound)))
         transports: dict[str, Transport] = {"web": WebInbox(), "none": NoChannel(), "callback": self.callback}
         if self._bot is not None:
             from bot.sender import TelegramTransport
@@ -64,6 +67,7 @@ class Worker:
                            escalation_unit=notify.escalation_unit, poll_seconds=notify.schedule_poll),
             on_queued=self.notifier.wake,
             on_job=counters.observe_job if counters else None,
+            evidence_sweep=build_evidence_sweep(container),
         )
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
