@@ -80,8 +80,11 @@ class UpdateFlow:
         try:
             update = Update.model_validate(stored.payload, context={"bot": self.bot})
         except ValidationError as exc:
-            log.error("stored update %s is not one aiogram can read: %s", stored.inbox_id, exc)
-            await self.inbox.failed(stored.inbox_id, f"ValidationError: {exc}")
+            # where and what, never the input: pydantic's own message quotes what the person sent
+            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['type']}"
+                                 for e in exc.errors(include_input=False, include_url=False))
+            log.error("stored update %s is not one aiogram can read: %s", stored.inbox_id, problems)
+            await self.inbox.failed(stored.inbox_id, f"ValidationError: {problems}")
             return
         self._handling.add(stored.inbox_id)
         try:
