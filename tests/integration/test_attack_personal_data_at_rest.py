@@ -287,7 +287,9 @@ async def store_as_0013_did(url: str) -> sqlite3.Connection | None:
                  "processed_at": None, "error": STUCK_ERROR, "attempts": 5},
             ])
             await conn.execute(sa.insert(drafts_table(sa.JSON())), [
-                {"key": "web-1", "state": None, "data": DRAFT, "updated_at": RECEIVED}])
+                {"key": "web-1", "state": None, "data": DRAFT, "updated_at": RECEIVED},
+                # the old web chat limiter's count of wrong look-ups, replaced by the rate_counters table
+                {"key": OLD_LIMITER_KEY, "state": None, "data": {"failures": [1764547200.0]}, "updated_at": RECEIVED}])
     finally:
         await engine.dispose()
     if make_url(url).get_backend_name() == "sqlite":
@@ -306,6 +308,9 @@ async def store_as_0013_did(url: str) -> sqlite3.Connection | None:
         finally:
             raw.close()
     return other_process
+
+
+OLD_LIMITER_KEY = '[0,0,0,null,null,"web-status-failures:' + "ab" * 32 + '"]'
 
 
 async def raw_rows(url: str) -> tuple[list[tuple], list[tuple]]:
@@ -357,7 +362,7 @@ async def migration_0014(backend, fresh_database_url, tmp_path, nlu_cache_dir) -
         inbox, drafts = await raw_rows(fresh_database_url)
         assert [external_id for external_id, _, _ in inbox] == ["abababab:m1", "5", "6"]
         assert all(value is None or value.startswith("v1.") for _, *values in inbox for value in values)
-        assert drafts[0][1].startswith("v1.")
+        assert [key for key, _ in drafts] == ["web-1"] and drafts[0][1].startswith("v1.")  # the limiter's row went
         async with container.uow() as uow:  # the service reads them as they were
             rows = (await uow.session.scalars(select(InboxUpdate).order_by(InboxUpdate.id))).all()
             draft = await uow.session.get(BotState, "web-1")
