@@ -156,7 +156,7 @@ class CaseQueries:
         today = self.today()
         async with self._uow() as uow:
             cases = list((await uow.session.scalars(query)).all())
-            leads = await self._leads(uow, [c.id for c in cases[:limit]])
+            leads = await self.lead_codes(uow, [c.id for c in cases[:limit]])
         rows = [self._row(c, leads.get(c.id), today) for c in cases[:limit]]
         next_cursor = _encode_cursor(cases[limit - 1]) if len(cases) > limit else None
         return Page(rows, next_cursor)
@@ -174,7 +174,7 @@ class CaseQueries:
             query = select(*EXPORT_COLUMNS).where(*conditions, Case.id > last_id).order_by(Case.id).limit(batch)
             async with self._uow() as uow:
                 rows = (await uow.session.execute(query)).all()
-                leads = await self._leads(uow, [row.id for row in rows])
+                leads = await self.lead_codes(uow, [row.id for row in rows])
             if not rows:
                 return
             yield [_export_row(row, leads.get(row.id), today) for row in rows]
@@ -275,7 +275,8 @@ class CaseQueries:
         return datetime.combine(day, time(0), tzinfo=self._tz)
 
     @staticmethod
-    async def _leads(uow, case_ids: list[int]) -> dict[int, str]:
+    async def lead_codes(uow, case_ids: list[int]) -> dict[int, str]:
+        """The code of each case's lead unit (a case without one is left out)."""
         if not case_ids:
             return {}
         rows = await uow.session.execute(

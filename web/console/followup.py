@@ -18,8 +18,9 @@ from sqlalchemy import select
 
 from db.models import Case, CaseEvent, CaseUnit, Complainant, Escalation, OutboxMessage, Unit
 from intake.outbound import REFUSED
+from intake.queries import CaseQueries
 from qinglang.i18n import N_
-from web.access import case_scope, may_act, may_see_identity
+from web.access import case_scope, lead_part, may_act, may_see_identity
 from web.console.render import redirect_with_flash, request_language
 from web.console.routes import _clock_name, _error, _field, _page, _require, _tr
 from web.keys import CONTAINER, QUERIES
@@ -56,12 +57,10 @@ async def followup_list(request: web.Request) -> web.Response:
             .order_by(OutboxMessage.created_at, OutboxMessage.id).limit(SHOWN)
         )).all()
         shown: dict[int, list[str]] = {}  # case id -> the personal fields this page shows of it
-        led = set(await uow.session.scalars(select(CaseUnit.case_id).where(
-            CaseUnit.case_id.in_({case.id for _notice, case, _person in rows}), CaseUnit.unit_id == principal.unit_id,
-            CaseUnit.role == "lead", CaseUnit.active.is_(True))))
+        leads = await CaseQueries.lead_codes(uow, [case.id for _notice, case, _person in rows])
         items = []
         for notice, case, person in rows:
-            parts = {principal.unit_id: "lead"} if case.id in led else {}
+            parts = lead_part(principal, leads.get(case.id))
             phone = person.phone if person is not None and may_see_identity(principal, case.anonymous, parts) else None
             name = person.name if phone and person is not None else None
             if phone:
