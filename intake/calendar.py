@@ -8,7 +8,8 @@ Whether a day is a working day comes, in order of precedence, from:
 3. for a year the package does not know: Monday to Friday. Such an answer is a guess, so any
    deadline that relied on it is marked provisional.
 
-Counting starts the day after the start date: the day a complaint is received is not counted.
+Counting starts the day after the start date: the day a complaint is received is not counted; a period
+counted in calendar days that ends on a rest day or holiday ends on the next working day (Order 121 Art 45).
 """
 
 from __future__ import annotations
@@ -107,13 +108,26 @@ class WorkingCalendar:
         )
 
     def add_calendar_days(self, start: date, n: int) -> DueDate:
-        """``start`` plus n calendar days; holidays do not matter, so never provisional."""
+        """``start`` plus n calendar days, the last day moved past rest days and holidays.
+
+        Order 121 Art 45: "期间届满的最后一日是法定节假日的，以法定节假日后的第一日为期间届满的日期" — a
+        period whose last day falls on a statutory holiday (or weekend rest day) ends on the first working
+        day after it: 60 days from 2026-08-02 is 2026-10-01, in the National Day holiday, so 2026-10-08.
+        Provisional when that day's status is only the Monday-to-Friday guess."""
         start = _as_date(start)
         _check_count(n)
         try:
-            return DueDate(start + timedelta(days=n), False)
+            day = start + timedelta(days=n)
+            is_workday, provisional = self._lookup(day)
+            for _ in range(366):
+                if is_workday:
+                    return DueDate(day, provisional)
+                day += _ONE_DAY
+                is_workday, guessed = self._lookup(day)
+                provisional = provisional or guessed
         except OverflowError:
             raise ValueError(f"{n} days after {start} is past the end of the calendar") from None
+        raise ValueError(f"no working day in the year after {start + timedelta(days=n)}; check the holiday table")
 
     def working_days_between(self, a: date, b: date) -> int:
         """Working days in (a, b]; if b is before a, minus the working days in (b, a]; 0 if equal.

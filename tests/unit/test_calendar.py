@@ -116,9 +116,32 @@ def test_known_years_follow_the_package_not_the_weekday(cal):
     assert not cal.is_workday(date(2026, 10, 5))  # a Monday, National Day
 
 
-def test_calendar_days_ignore_holidays_and_are_never_provisional(cal):
-    assert cal.add_calendar_days(date(2026, 9, 30), 7) == DueDate(date(2026, 10, 7), provisional=False)
-    assert cal.add_calendar_days(date(2026, 12, 1), 60) == DueDate(date(2027, 1, 30), provisional=False)
+# Order 121 Art 45: a period of calendar days whose last day is a holiday or rest day ends on the first
+# working day after it. (start, days, due, provisional) on the 2026 calendar and a 2027 guess.
+ART_45 = [
+    (date(2026, 8, 2), 60, date(2026, 10, 8), False),  # 10-01 is National Day: DESIGN.md's example
+    (date(2026, 9, 30), 7, date(2026, 10, 8), False),  # 10-07, the holiday's last day
+    (date(2026, 8, 12), 59, date(2026, 10, 10), False),  # a Saturday that is a make-up working day: kept
+    (date(2025, 12, 17), 60, date(2026, 2, 24), False),  # 02-15, Spring Festival (02-15..02-23)
+    (date(2026, 3, 2), 60, date(2026, 5, 6), False),  # 05-01, Labour Day (05-01..05-05)
+    (date(2026, 3, 3), 60, date(2026, 5, 6), False),  # 05-02
+    (date(2026, 3, 7), 60, date(2026, 5, 6), False),  # 05-06 itself, a working day
+    (date(2026, 4, 16), 60, date(2026, 6, 15), False),  # a Monday: nothing to move
+    (date(2026, 4, 17), 58, date(2026, 6, 15), False),  # Saturday 06-14 -> Monday
+    (date(2026, 12, 1), 60, date(2027, 2, 1), True),  # Saturday 2027-01-30: 2027 is only guessed
+]
+
+
+@pytest.mark.parametrize(("start", "days", "due", "provisional"), ART_45)
+def test_a_calendar_day_period_ending_on_a_holiday_ends_on_the_next_working_day(cal, start, days, due, provisional):
+    assert cal.add_calendar_days(start, days) == DueDate(due, provisional)
+
+
+def test_a_calendar_day_period_follows_the_bureaus_holiday_table():
+    closed = WorkingCalendar({date(2026, 6, 15): False})  # e.g. a local closure the administrator entered
+    assert closed.add_calendar_days(date(2026, 4, 16), 60) == DueDate(date(2026, 6, 16), False)
+    opened = WorkingCalendar({date(2026, 10, 1): True})
+    assert opened.add_calendar_days(date(2026, 8, 2), 60) == DueDate(date(2026, 10, 1), False)
 
 
 @pytest.mark.parametrize("n", [0, -1, -30])

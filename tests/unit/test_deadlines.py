@@ -47,7 +47,31 @@ def test_default_policy_has_the_five_clocks_of_the_design(policy):
     for clock in policy.clocks:
         assert clock.label_zh and clock.label_en
         for version in clock.versions:
-            assert version.basis.startswith("《")
+            # a quoted rule, or the plain statement that the period is the bureau's own; never "to be checked"
+            assert version.basis.startswith(("《", "本局工作期限")), version.basis
+            assert "核对" not in version.basis
+
+
+
+REGULATIONS = Path(__file__).parents[2].parent / "shared" / "regulations"
+# what each clock's basis under Order 121 quotes, word for word from the texts in shared/regulations
+QUOTED = [
+    ("complaint_acceptance", "order121.txt", "应当自收到投诉之日起七个工作日内作出受理或者不予受理的决定，并告知投诉人"),
+    ("complaint_mediation", "order121.txt", "自投诉受理之日起六十日内投诉人和被投诉人未能达成调解协议的"),
+    ("complaint_mediation", "order121.txt", "期间届满的最后一日是法定节假日的，以法定节假日后的第一日为期间届满的日期"),
+    ("tipoff_check", "related.txt", "应当自发现线索或者收到材料之日起十五个工作日内予以核查，由市场监督管理部门负责人决定是否立案"),
+    ("tipoff_check", "order121.txt", "市场监督管理部门应当按照《市场监督管理行政处罚程序规定》处理举报"),
+    ("informant_notice", "order121.txt", "法律、法规、规章规定市场监督管理部门应当将举报处理结果告知举报人或者对举报人实行奖励的"),
+    ("transfer", "order121.txt", "应当及时将投诉举报分送有处理权限的下级市场监督管理部门或者同级市场监督管理部门相关机构处理"),
+]
+
+
+@pytest.mark.parametrize(("clock_id", "source", "quote"), QUOTED)
+def test_each_basis_quotes_the_rule_it_rests_on(policy, clock_id, source, quote):
+    assert quote in policy.clock(clock_id).version_for(date(2026, 4, 15)).basis
+    if not (REGULATIONS / source).exists():
+        pytest.skip(f"{REGULATIONS / source} is not beside the project")
+    assert quote in (REGULATIONS / source).read_text(encoding="utf-8")
 
 
 def test_default_lengths(policy):
@@ -113,9 +137,10 @@ def test_mediation_due_under_old_and_new_rules(policy, cal):
     # 06-15..06-18 (41), 06-19..06-21 Dragon Boat off, 06-22..06-25 (45).
     old = compute_due(mediation.version_for(date(2026, 4, 14)), accepted, cal)
     assert old == DueDate(date(2026, 6, 25), provisional=False)
-    # Received 2026-04-16 (Order 121): 60 calendar days: 04-20 + 10 = 04-30, + 31 = 05-31, + 19.
+    # Received 2026-04-16 (Order 121): 60 calendar days: 04-20 + 10 = 04-30, + 31 = 05-31, + 19 = 06-19,
+    # the Dragon Boat holiday (06-19..06-21): Art 45 moves the end to the first working day after it.
     new = compute_due(mediation.version_for(date(2026, 4, 16)), accepted, cal)
-    assert new == DueDate(date(2026, 6, 19), provisional=False)  # a holiday, still the due date
+    assert new == DueDate(date(2026, 6, 22), provisional=False)
 
 
 def test_complaint_acceptance_over_national_day(policy, cal):
