@@ -55,12 +55,34 @@ async def _run(engine: AsyncEngine, fn, target: str, cipher: DataCipher | None) 
         config.attributes["connection"] = sync_connection
         config.attributes["data_cipher"] = cipher or bound_cipher(engine)
         fn(config, target)
+        if sync_connection.dialect.name == "sqlite":
+            broken = sync_connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+            if broken:  # rolled back: the schema and the data stay as they were
+                raise RuntimeError(f"the migration would leave {len(broken)} rows pointing at rows that do not "
+                                   f"exist, e.g. in table {broken[0][0]!r}")
 
-    async with engine.begin() as conn:
-        await conn.run_sync(run)
+    async with engine.connect() as conn:
+        sqlite = conn.dialect.name == "sqlite"
+        if sqlite:
+            # SQLite alters a table by copying it to a new one and dropping the old (Alembic's batch mode):
+            # with foreign keys on, dropping `cases` would cascade to every case's units, deadlines, events,
+            # evidence and notices. The pragma does nothing inside a transaction: set on the driver's
+            # connection before SQLAlchemy begins one (its BEGIN IMMEDIATE, db/engine.py).
+            await _sqlite_pragma(conn, "PRAGMA foreign_keys=OFF")
+        try:
+            async with conn.begin():
+                await conn.run_sync(run)
+        finally:
+            if sqlite:
+                await _sqlite_pragma(conn, "PRAGMA foreign_keys=ON")
     rewritten = config.attributes.get(REWRITTEN_TABLES)
     if rewritten:
         await _compact(engine, sorted(rewritten))
+
+
+async def _sqlite_pragma(conn, pragma: str) -> None:
+    driver = (await conn.get_raw_connection()).driver_connection
+    await (await driver.execute(pragma)).close()
 
 
 async def _compact(engine: AsyncEngine, tables: list[str]) -> None:
