@@ -77,6 +77,7 @@ class DataCipher:
             raise DataKeyError("a data key is 32 bytes")
         self.current_id = key_id(current)
         self._current = AESGCM(current)
+        self._digest_key = hmac.new(current, b"qinglang keyed digest", hashlib.sha256).digest()
         self._by_id: dict[str, AESGCM] = {}
         for key in keys:
             self._by_id.setdefault(key_id(key), AESGCM(key))
@@ -104,6 +105,11 @@ class DataCipher:
             return aead.decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], purpose.encode()).decode()
         except (binascii.Error, ValueError, InvalidTag):
             raise DecryptionError(f"{purpose}: the stored value was altered or is not ours") from None
+
+    def keyed_digest(self, purpose: str, value: str) -> str:
+        """HMAC-SHA256 (hex) of `value` under a key derived from the current data key: a stable stand-in
+        that cannot be reversed by trying candidate values without the key; a new key gives new digests."""
+        return hmac.new(self._digest_key, f"{purpose}\0{value}".encode(), hashlib.sha256).hexdigest()
 
     def is_current(self, stored: str) -> bool:
         return stored.startswith(f"{VERSION}.{self.current_id}.")

@@ -15,17 +15,22 @@ say exactly how many tries remain and when a new window begins, and one row is o
 is a burst of up to twice the limit around a window's end, which does not matter for what is counted
 here (a 49-bit access code; a day's uploads).
 
+The key of a counter is the limit's name and a keyed hash of its subject (HMAC-SHA256 under a key derived
+from the data key, db/crypto.py, found through the engine like the encrypted columns' cipher): an address
+is not kept in clear, and the few billion IPv4 addresses cannot be tried against the stored keys without
+the data key. A new data key starts new counters, which only forgives the tries of one window.
+
 The `limits` library (PyPI) has no SQL storage, only memory, Redis, Memcached and MongoDB; the embedded
 default here is SQLite and the scaled one PostgreSQL, so the counter is this small module.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from db.crypto import dialect_cipher
 from db.repositories import RateCounterRepository
 from db.uow import UnitOfWorkFactory
 from intake.clock import Clock
@@ -33,6 +38,7 @@ from intake.clock import Clock
 log = logging.getLogger(__name__)
 
 PURGE_EVERY = timedelta(hours=1)  # a process deletes expired rows at most this often by itself
+KEY_PURPOSE = "rate-counter"  # of the keyed hash of a subject
 
 
 @dataclass(frozen=True)
@@ -58,11 +64,6 @@ class Count:
     subject: str
     amount: int = 1
 
-    @property
-    def key(self) -> str:
-        # the subject is hashed: addresses are not kept in clear, and any subject fits the column
-        return f"{self.limit.name}:{hashlib.sha256(self.subject.encode()).hexdigest()}"
-
     def window_start(self, epoch: float) -> int:
         return int(epoch) // self.limit.seconds * self.limit.seconds
 
@@ -71,16 +72,29 @@ class Count:
 class Taken:
     allowed: bool
     counts: tuple[Count, ...]
+    keys: tuple[str, ...]  # of each count, its row's key (for give_back)
     window_starts: tuple[int, ...]  # of each count, as taken (for give_back)
     left: tuple[int, ...]  # of each count: what its window has left after this take (refused: now)
+    at: float  # when it was taken (seconds since the epoch)
     refused_by: Count | None = None
-    retry_after: timedelta = timedelta(0)  # refused: until the refusing counter's window ends
 
     def remaining(self, *names: str) -> int:
         """The least that is left among the counters (of these limit names, or all)."""
         chosen = [left for count, left in zip(self.counts, self.left, strict=True)
                   if not names or count.limit.name in names]
         return min(chosen, default=0)
+
+    def until_reset(self) -> timedelta:
+        """From the take until a new window begins for the counter that refused it, else for the one
+        with the least left: when the visitor may try again."""
+        ends = [start + count.limit.seconds for count, start in zip(self.counts, self.window_starts, strict=True)]
+        if not ends:
+            return timedelta(0)
+        if self.refused_by is not None:
+            index = self.counts.index(self.refused_by)
+        else:
+            index = min(range(len(ends)), key=lambda i: (self.left[i], -ends[i]))
+        return timedelta(seconds=max(0.0, ends[index] - self.at))
 
 
 class RateCounters:
@@ -93,24 +107,27 @@ class RateCounters:
         """Count every amount, or none of them when one would go over its limit."""
         now = self._clock.now()
         epoch = now.timestamp()
-        ordered = tuple(sorted(counts, key=lambda c: c.key))
-        starts = tuple(c.window_start(epoch) for c in ordered)
         left: list[int] = []
         async with self._uow() as uow:
+            cipher = dialect_cipher(uow.session.get_bind().dialect)
+            keyed = sorted(((f"{c.limit.name}:{cipher.keyed_digest(KEY_PURPOSE, c.subject)}", c) for c in counts),
+                           key=lambda pair: pair[0])
+            keys = tuple(key for key, _count in keyed)
+            ordered = tuple(count for _key, count in keyed)
+            starts = tuple(c.window_start(epoch) for c in ordered)
             counters = RateCounterRepository(uow.session)
-            for count, start in zip(ordered, starts, strict=True):
+            for index, (key, count, start) in enumerate(zip(keys, ordered, starts, strict=True)):
                 limit = count.limit.limit
                 total = None
                 if count.amount <= limit:
                     ends = datetime.fromtimestamp(start + count.limit.seconds, tz=now.tzinfo)
-                    total = await counters.add_within(count.key, start, count.amount, limit, expires_at=ends)
+                    total = await counters.add_within(key, start, count.amount, limit, expires_at=ends)
                 if total is None:
                     # leaving the block without commit rolls back what the counts before this one added
-                    used = await counters.current(count.key, start)
-                    wait = timedelta(seconds=start + count.limit.seconds - epoch)
+                    used = await counters.current(key, start)
                     left = [0] * len(ordered)
-                    left[ordered.index(count)] = max(0, limit - used)
-                    return Taken(False, ordered, starts, tuple(left), refused_by=count, retry_after=wait)
+                    left[index] = max(0, limit - used)
+                    return Taken(False, ordered, keys, starts, tuple(left), epoch, refused_by=count)
                 left.append(limit - total)
             await uow.commit()
         if self._purged_at is None or now - self._purged_at >= PURGE_EVERY:
@@ -119,17 +136,17 @@ class RateCounters:
                 await self.purge_expired(now)
             except Exception:
                 log.warning("rate counters: expired rows not deleted now (the daily job does)", exc_info=True)
-        return Taken(True, ordered, starts, tuple(left))
+        return Taken(True, ordered, keys, starts, tuple(left), epoch)
 
     async def give_back(self, taken: Taken, amounts: dict[str, int]) -> None:
         """Uncount what a take counted but was not used (bytes announced, fewer stored), by limit name;
         never below zero. Only for amounts, never for tries: a try is spent once it is checked."""
         async with self._uow() as uow:
             counters = RateCounterRepository(uow.session)
-            for count, start in zip(taken.counts, taken.window_starts, strict=True):
+            for count, key, start in zip(taken.counts, taken.keys, taken.window_starts, strict=True):
                 amount = min(amounts.get(count.limit.name, 0), count.amount)
                 if amount > 0:
-                    await counters.subtract(count.key, start, amount)
+                    await counters.subtract(key, start, amount)
             await uow.commit()
 
     async def purge_expired(self, now: datetime | None = None) -> int:

@@ -69,11 +69,13 @@ async def evidence_rows(container) -> int:
         return await uow.session.scalar(select(func.count()).select_from(Evidence))
 
 
-async def case_with_code(container) -> tuple[int, str, str]:
-    """A complaint made through the service, and a fresh access code for it: (id, number, code)."""
+async def case_with_code(container, *, filed_by: ChatIdentity | None = None) -> tuple[int, str, str]:
+    """A complaint made through the service (by the chat cookie `filed_by`, else by someone else), and a
+    fresh access code for it: (id, number, code)."""
     view = await container.cases.create(NewCase(
         kind=Kind.COMPLAINT, category="consumer_rights", channel="web", description="直播间买的羽绒服商家不给退款",
-        complainant=ComplainantInfo(channel_user_id="x", name="张三", phone="13800138000"),
+        complainant=ComplainantInfo(channel_user_id=filed_by.user_id if filed_by else "x", name="张三",
+                                    phone="13800138000"),
         merchant=MerchantLocation(True, "永中街道", "浙江省")), Actor("complainant"))
     code = shown(await AccessCodes(container.uow, container.clock).issue(view.id))
     return view.id, view.number, code

@@ -8,14 +8,20 @@ chat's half; the JSON API's are in test_attack_api_uploads.py).
    traceback in the log, nothing stored, on /chat/upload and /chat/status/answer alike.
 9. An evidence directory that cannot take a file: a friendly 503 page, nothing half-written, and the
    conversation goes on.
+Review: a request cut off (cancelled, or an error) after the row naming its file was committed (the chat
+message's inbox row, the answer's evidence row) keeps the file: the replay later attaches it, the case
+has it. Only an outcome known to have committed nothing takes the file back.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
 import re
 import shutil
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -32,6 +38,7 @@ from tests.integration.chat_forms import (
     text_file,
     visitor,
 )
+from intake.status import DomainError
 from web.app import create_app
 from web.chat.routes import GRANTS, SERVICE
 
@@ -198,3 +205,70 @@ async def test_an_evidence_directory_that_takes_no_file_is_a_503_page(client, co
     assert response.status == 200
     view = await client.app[SERVICE].view(who.user_id, lang="zh")
     assert ("me", "你好") in [(entry.who, entry.text) for entry in view.entries]
+
+
+@pytest.mark.parametrize("failure", [asyncio.CancelledError, RuntimeError])
+async def test_a_chat_upload_cut_off_after_its_message_was_stored_keeps_the_file(client, container, clock,
+                                                                                 monkeypatch, failure):
+    service = client.app[SERVICE]
+    handle = service._process
+    calls: list[int] = []
+
+    async def cut_off(row_id, payload):  # after inbox.store committed the row naming the file
+        calls.append(row_id)
+        if len(calls) == 1:
+            raise failure("cut off before the message was handled")
+        return await handle(row_id, payload)
+
+    monkeypatch.setattr(service, "_process", cut_off)
+    who = visitor()
+    b = "cutoff01"
+    content = text_file(5, 3000)
+    body = chat_fields(b, who) + file_part(b, "录屏.txt", content) + end(b)
+    with contextlib.suppress(aiohttp.ClientError):  # a cancelled handler may just close the connection
+        await post(client, "/chat/upload", who, body, form_type(b))
+    assert len(calls) == 1
+    (kept,) = evidence_files(container)
+    assert kept.read_bytes() == content
+    # the replay handles the stored message once its lease is over: the draft has the file
+    clock.advance(seconds=container.settings.bot.inbox_lease_seconds + 1)
+    assert await service.replay() == 1
+    draft = await service.draft(who.user_id)
+    assert [item["sha256"] for item in draft.evidence] == [hashlib.sha256(content).hexdigest()]
+    assert evidence_files(container) == [kept]
+
+
+@pytest.mark.parametrize("failure", [asyncio.CancelledError, RuntimeError, DomainError])
+async def test_an_answer_that_failed_after_its_evidence_was_committed_keeps_the_file(client, container, granted,
+                                                                                     monkeypatch, failure):
+    who, case_id, number = granted
+    add = container.cases.add_from_complainant
+
+    async def fails_after_the_commit(*args, **kwargs):
+        await add(*args, **kwargs)
+        raise failure("after the commit")
+
+    monkeypatch.setattr(container.cases, "add_from_complainant", fails_after_the_commit)
+    b = "aftercommit01"
+    content = text_file(6, 3000)
+    body = answer_fields(b, who, number) + field(b, "text", "付款截图") + file_part(b, "付款.txt", content) + end(b)
+    with contextlib.suppress(aiohttp.ClientError):
+        await post(client, "/chat/status/answer", who, body, form_type(b))
+    async with container.uow() as uow:
+        assert [e.sha256 for e in await uow.cases.evidence(case_id)] == [hashlib.sha256(content).hexdigest()]
+    (kept,) = evidence_files(container)
+    assert kept.read_bytes() == content
+
+
+async def test_an_answer_refused_before_the_commit_keeps_no_file(client, container, granted, monkeypatch):
+    who, case_id, number = granted
+
+    async def closed_meanwhile(*args, **kwargs):  # what CaseService raises before its commit
+        raise DomainError("the case is closed")
+
+    monkeypatch.setattr(container.cases, "add_from_complainant", closed_meanwhile)
+    b = "beforecommit01"
+    body = answer_fields(b, who, number) + field(b, "text", "付款截图") + file_part(b, "a.txt", text_file(7, 3000)) + end(b)
+    status, html = await post(client, "/chat/status/answer", who, body, form_type(b))
+    assert (status, error_of(html)) == (409, "本件已经办结，不能再补充材料。如有新的问题，请在线登记。")
+    assert await nothing_stored(container)

@@ -5,6 +5,9 @@ address (here 8 MB a day), or of everyone together (here 12 MB a day, from thirt
 uploads are refused with a page that says so (429), and no more than the quota lies on the disk. One
 cookie has its own quota (3 files, 3 MB), a file streamed without Content-Length included; the next
 day it may upload again. Runs on SQLite and on PostgreSQL (the counters are shared in the database).
+
+Review: an IPv6 address counts as its /64 and an IPv4-mapped address as its IPv4 address, so a /64's
+endless addresses have one address quota (and cannot use up everyone's).
 """
 
 from __future__ import annotations
@@ -126,3 +129,29 @@ async def test_one_cookie_has_its_own_quota_with_or_without_content_length(clien
     # the page says the quota
     page = await (await client.get("/chat")).text()
     assert "每个对话每天最多上传 3 个文件、共 3 MB。" in page
+
+
+async def test_twenty_addresses_of_one_ipv6_network_share_its_quota(client, container):
+    answers = await asyncio.gather(*(upload(client, visitor(), i, text_file(i, MB),
+                                            address=f"2001:db8:77:1:{i + 1:x}::{i * 3 + 1:x}") for i in range(20)))
+    accepted = [html for status, html in answers if status == 200]
+    refused = [html for status, html in answers if status != 200]
+    assert 1 <= len(accepted) <= ADDRESS_QUOTA // MB, len(accepted)
+    assert {status for status, _html in answers} == {200, 429}
+    assert all(ADDRESS in html for html in refused)  # the network's quota, not everyone's
+    assert disk_bytes(container) <= ADDRESS_QUOTA and incoming(container) == []
+    # the next /64 is another subscriber's
+    status, html = await upload(client, visitor(), 99, text_file(99, MB), address="2001:db8:77:2::1")
+    assert status == 200, html
+
+
+async def test_an_ipv4_mapped_address_shares_the_quota_of_its_ipv4_address(client, container):
+    fitting = ADDRESS_QUOTA // MB - 1  # a request is a little longer than its file: 7 files of 1 MB fit in 8 MB
+    for seed in range(fitting):  # alternately as a dual-stack socket writes it and as IPv4
+        address = "::ffff:198.51.100.60" if seed % 2 else "198.51.100.60"
+        status, html = await upload(client, visitor(), seed, text_file(seed, MB), address=address)
+        assert status == 200, seed
+    for seed, address in ((20, "198.51.100.60"), (21, "::ffff:198.51.100.60")):
+        status, html = await upload(client, visitor(), seed, text_file(seed, MB), address=address)
+        assert status == 429 and ADDRESS in html, (address, status)
+    assert len(evidence_files(container)) == fitting

@@ -8,6 +8,12 @@
    the right code from a fourth: refused, since the case has ten tries in all. A new window later, the
    right code works.
 And the page says how many tries remain and when a blocked visitor may try again.
+
+Review of the above:
+- An IPv6 address counts as its /64 (one subscriber's network), and an IPv4-mapped address as its IPv4
+  address: twenty addresses of one /64 have ten tries together.
+- The case's ten tries cannot lock its complainant out: a cookie that looked the case up before, or the
+  one that filed it, is not held back by them; a stranger is told in plain words why and what else works.
 """
 
 from __future__ import annotations
@@ -24,6 +30,9 @@ from web.app import create_app
 
 NOT_FOUND = "没有找到与该编号和查询码相符的登记。请检查后重新输入。"
 TOO_MANY = "尝试次数过多，请 10 分钟后再试。"
+CASE_PAUSED = ("编号 {number} 最近有多次来自别处的错误查询，为防止有人猜测查询码，暂停用查询码查询这个编号，"
+               "请 {wait}后再试。在登记或查询过本件的浏览器上仍可以查询；通过 Telegram 登记的，可以在 "
+               "Telegram 中发送 /status；也可以拨打 12345 热线咨询。")
 
 
 @pytest.fixture
@@ -46,8 +55,8 @@ def code_checks(monkeypatch) -> list[str]:
     return checked
 
 
-async def look_up(client, number: str, code: str, *, address: str | None = None) -> tuple[int, str]:
-    who = visitor()
+async def look_up(client, number: str, code: str, *, address: str | None = None, who=None) -> tuple[int, str]:
+    who = who or visitor()
     response = await client.post("/chat/status", data={"csrf_token": who.csrf_token, "number": number, "code": code},
                                  headers=headers(client, who, address=address), allow_redirects=False)
     return response.status, await response.text()
@@ -88,7 +97,7 @@ async def test_a_case_has_ten_tries_from_all_addresses_together(client, containe
     assert code_checks == [number] * 10
     # the right code, from a fourth address and a fresh cookie: the case's tries are used up
     status, html = await look_up(client, number, code, address="203.0.113.4")
-    assert (status, error_of(html)) == (429, TOO_MANY)
+    assert (status, error_of(html)) == (429, CASE_PAUSED.format(number=number, wait="10 分钟"))
     assert len(code_checks) == 10
     # the window over, the right code works
     clock.advance(minutes=10)
@@ -109,3 +118,58 @@ async def test_the_page_says_how_many_tries_remain(client, container, clock):
     assert (status, tries_of(html)) == (200, "尝试次数已用完，请 6 分钟后再试。")
     status, html = await look_up(client, number, code)
     assert (status, error_of(html)) == (429, "尝试次数过多，请 6 分钟后再试。")
+
+
+async def test_twenty_addresses_of_one_ipv6_network_share_its_ten_tries(client, container, code_checks):
+    await case_with_code(container)
+    code_checks.clear()
+    network = "2001:db8:5:7"
+    tries = [look_up(client, f"LW-2026-{810000 + i}", "AAAAA-AAAAA", address=f"{network}:{i:x}:{i + 7:x}::{i + 1:x}")
+             for i in range(20)]
+    statuses = sorted(status for status, _html in await asyncio.gather(*tries))
+    assert statuses == [200] * 10 + [429] * 10, statuses
+    assert len(code_checks) == 10
+    # the neighbouring /64 is another subscriber: its tries are its own
+    status, html = await look_up(client, "LW-2026-810100", "AAAAA-AAAAA", address="2001:db8:5:8::1")
+    assert (status, error_of(html)) == (200, NOT_FOUND)
+    assert len(code_checks) == 11
+
+
+async def test_an_ipv4_mapped_address_is_its_ipv4_address(client, container, code_checks):
+    await case_with_code(container)
+    code_checks.clear()
+    for i in range(10):  # alternately as a dual-stack socket writes it and as IPv4
+        address = "::ffff:198.51.100.20" if i % 2 else "198.51.100.20"
+        status, html = await look_up(client, f"LW-2026-{820000 + i}", "AAAAA-AAAAA", address=address)
+        assert (status, error_of(html)) == (200, NOT_FOUND), i
+    for address in ("198.51.100.20", "::ffff:198.51.100.20", "::ffff:c633:6414"):
+        status, html = await look_up(client, "LW-2026-820010", "AAAAA-AAAAA", address=address)
+        assert (status, error_of(html)) == (429, TOO_MANY), address
+    assert len(code_checks) == 10
+
+
+async def test_strangers_cannot_lock_the_complainant_out(client, container, clock, code_checks):
+    filer = visitor()
+    _case_id, number, code = await case_with_code(container, filed_by=filer)
+    reader = visitor()  # a browser that looked the case up once
+    status, _html = await look_up(client, number, code, who=reader, address="203.0.113.10")
+    assert status == 303
+    clock.advance(minutes=31)  # its grant has expired: the page wants the code again
+    page = await (await client.get(f"/chat/status?case={number}", headers=headers(client, reader))).text()
+    assert '<section class="case">' not in page and 'action="/chat/status"' in page
+    # strangers use up the case's ten tries (from three addresses, within each address's own)
+    wrong = [look_up(client, number, f"WRONG-{i:05d}", address=f"198.51.100.{30 + i % 3}") for i in range(12)]
+    assert sorted(status for status, _html in await asyncio.gather(*wrong)) == [200] * 10 + [429] * 2
+    code_checks.clear()
+    # a stranger with the right code is told why, until when, and what else works (9 minutes: 10:31 -> 10:40)
+    status, html = await look_up(client, number, code, address="203.0.113.11")
+    assert (status, error_of(html)) == (429, CASE_PAUSED.format(number=number, wait="9 分钟"))
+    assert code_checks == []
+    # the browser that looked it up before, and the one that filed it, get in
+    for who, address in ((reader, "203.0.113.10"), (filer, "203.0.113.12")):
+        status, html = await look_up(client, number, code, who=who, address=address)
+        assert status == 303, (error_of(html), address)
+    assert code_checks == [number, number]
+    # their own tries still count: a wrong code is "not found" with the tries left of their cookie
+    status, html = await look_up(client, number, "WRONG-99999", who=filer, address="203.0.113.12")
+    assert (status, error_of(html), tries_of(html)) == (200, NOT_FOUND, "还可以再试 8 次。")

@@ -1,5 +1,5 @@
 """Whose X-Forwarded-For is believed (QINGLANG_TRUSTED_PROXIES): the address counted for the web chat's
-limits on wrong status look-ups."""
+limits on wrong status look-ups; and what of it is counted (an IPv6 address as its /64)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from aiohttp.test_utils import make_mocked_request
 from qinglang.errors import ConfigError
 from qinglang.settings import WebSettings, load_settings
 from web.chat.identity import client_ip
+from web.chat.limits import address_subject
 
 
 def request_from(peer: str, forwarded: str | None = None):
@@ -54,3 +55,17 @@ def test_a_bad_trusted_proxies_setting_is_a_one_line_error(monkeypatch, value):
     with pytest.raises(ConfigError) as caught:
         load_settings(env_file=None)
     assert "QINGLANG_TRUSTED_PROXIES" in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_the_addresses_of_one_ipv6_network_are_one_subject():
+    one = {address_subject(f"2001:db8:aa:bb:{i:x}:{i * 7:x}:{i * 13:x}:{i + 1:x}") for i in range(20)}
+    assert one == {"ip:2001:db8:aa:bb::/64"}
+    assert address_subject("2001:db8:aa:bc::1") == "ip:2001:db8:aa:bc::/64"  # the next /64: another
+    assert address_subject("2001:DB8:AA:BB::1") == "ip:2001:db8:aa:bb::/64"  # however it is written
+
+
+def test_an_ipv4_mapped_address_is_its_ipv4_address():
+    assert address_subject("::ffff:198.51.100.7") == address_subject("198.51.100.7") == "ip:198.51.100.7"
+    assert address_subject("::ffff:c633:6407") == "ip:198.51.100.7"
+    assert address_subject("198.51.100.8") != address_subject("198.51.100.7")  # IPv4: every address its own
+    assert address_subject("unknown") == "ip:unknown"  # no peer address (a unix socket)

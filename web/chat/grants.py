@@ -1,6 +1,7 @@
 """The cases a chat cookie may act on from the status page, after a right case number + access code.
 
-A successful look-up grants the cookie that case for `lifetime` (30 minutes). The status page's own
+A successful look-up grants the cookie that case for `lifetime` (30 minutes); an expired grant is still
+remembered (among the latest MAX_CASES) as a case the cookie knows. The status page's own
 forms (answer an information request, rate the answer) act on a granted case only, so the access code
 is typed once and never written back into a page, and the page can be shown again after a post
 (post/redirect/get) with a one-time message ("flash"). Every form carries a one-time id: a double
@@ -22,7 +23,7 @@ from aiogram.fsm.storage.base import BaseEventIsolation, BaseStorage, StorageKey
 
 from intake.clock import Clock
 
-MAX_CASES = 5  # cases granted to one cookie at a time (the oldest grant goes first)
+MAX_CASES = 5  # cases remembered per cookie, granted now or before (the oldest grant goes first)
 MAX_FORMS = 50  # form ids remembered per cookie
 
 
@@ -37,7 +38,7 @@ class StatusGrants:
     async def grant(self, user_id: str, case_id: int, number: str) -> None:
         now = self._now()
         async with self._changing(user_id) as data:
-            cases = {n: g for n, g in _cases(data).items() if g["until"] > now and n != number}
+            cases = {n: g for n, g in _cases(data).items() if n != number}
             cases[number] = {"id": int(case_id), "until": now + self.lifetime.total_seconds()}
             data["cases"] = dict(sorted(cases.items(), key=lambda item: item[1]["until"])[-MAX_CASES:])
 
@@ -47,6 +48,10 @@ class StatusGrants:
         if granted is None or granted["until"] <= self._now():
             return None
         return int(granted["id"])
+
+    async def knows(self, user_id: str, number: str) -> bool:
+        """Whether the cookie was granted the case with this number, now or before (it had the code)."""
+        return number in _cases(await self._storage.get_data(_key(user_id)))
 
     async def first_use(self, user_id: str, form_id: str) -> bool:
         """True the first time a form id is posted; False for a repeat of the same form."""

@@ -21,12 +21,13 @@ to an information request) while the case is open, and, once it is closed, the s
 Those two forms act only on a case the cookie was granted by a right number + code (grants.py), are
 limited in posts per cookie (QINGLANG_STATUS_POSTS_PER_COOKIE), and carry a one-time form id.
 
-Status look-ups are counted per client address, per chat cookie and per case number before the code is
-checked, and files sent in the chat per cookie, per address and for everyone per day (limits.py). The
+Status look-ups are counted per client address, per chat cookie and per case number (unless the cookie
+knows the case: granted it before, or filed it) before the code is checked, and files sent in the chat
+per cookie, per address and for everyone per day (limits.py; an IPv6 address counts as its /64). The
 address is the connection's, or behind a trusted reverse proxy (QINGLANG_TRUSTED_PROXIES: loopback by
 default; the compose file's nginx) the one that proxy appends to X-Forwarded-For.
 
-A malformed form (forms.py) is a 400 page and an evidence store that cannot take a file a 503 page;
+A malformed form (web/forms.py) is a 400 page and an evidence store that cannot take a file a 503 page;
 either way nothing of the request is kept: a file it stored is taken back (EvidenceStore.discard).
 """
 
@@ -34,12 +35,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 import re
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from pathlib import Path
 
 import jinja2
@@ -50,7 +53,7 @@ from db.engine import create_session_factory
 from sqlalchemy import select
 
 from db.models import Case, CaseEvent, OutboxMessage
-from intake.cases import Actor, EvidenceItem
+from intake.cases import Actor, CaseNotFound, EvidenceItem
 from intake.conversation import CLOCK_PHRASES, MAX_TEXT, RATING_LABELS
 from intake.counters import RateCounters, Taken
 from intake.evidence import (
@@ -60,10 +63,12 @@ from intake.evidence import (
     StoredFile,
     sanitize_original_name,
 )
+from intake.evidence_sweep import referenced_by_a_case
 from intake.status import STATUS_NAMES_ZH, DomainError, Status
 from nlu.taxonomy import CATEGORY_IDS, Kind, category
 from qinglang.i18n import LANGUAGES, N_, language_of, translations
 from web.chat.identity import (
+    CHANNEL,
     ChatIdentity,
     client_ip,
     identity_of,
@@ -73,7 +78,7 @@ from web.chat.identity import (
     set_cookie,
 )
 from web.chat.codes import normalise_number
-from web.chat.forms import (
+from web.forms import (
     FileOverQuota,
     MalformedForm,
     chunks,
@@ -116,7 +121,7 @@ def setup(app: web.Application) -> None:
     isolation = build_event_isolation(redis.get_secret_value() if redis else None, storage,
                                       lock_seconds=container.settings.bot.chat_lock_seconds)
     app[SERVICE] = ChatService(container, storage, isolation)
-    limits = ChatLimits(RateCounters(container.uow, container.clock), container.settings.limits, container.clock)
+    limits = ChatLimits(RateCounters(container.uow, container.clock), container.settings.limits)
     app[LIMITS] = limits
     app[GRANTS] = StatusGrants(storage, isolation, container.clock)
     app[TEMPLATES] = _templates()
@@ -313,28 +318,49 @@ def _field(form, name: str) -> str | None:
 
 @dataclass
 class _Upload:
-    """The file one request stored: taken back when the request does not end by attaching it."""
+    """The file one request stored: taken back when the request does not end by handing it on.
+
+    `attached` is set before the call that may commit a row naming the file (the inbox row of a chat
+    message, a case's evidence row), and unset only on an outcome known to have committed nothing: a
+    cancellation or an error inside that call keeps the file. A file taken back is still kept if an
+    evidence row names it (asked while the file is moved aside)."""
 
     stored: StoredFile | None = None
     attached: bool = False
     extra_files: int = 0  # further file parts, read past and not stored
 
     async def settle(self, request: web.Request) -> None:
-        if self.stored is not None and not self.attached:
-            await request.app[CONTAINER].evidence.discard(self.stored)
+        if self.stored is None or self.attached:
+            return
+        container = request.app[CONTAINER]
+        try:
+            await container.evidence.discard(self.stored, referenced=functools.partial(referenced_by_a_case,
+                                                                                       container.uow))
+        except Exception:
+            log.warning("web chat: an upload not attached was not taken back (the sweep removes it)", exc_info=True)
 
 
-async def upload(request: web.Request) -> web.Response:
-    lang, _chosen = _language(request)
-    if not request.content_type.startswith("multipart/"):
-        return _refuse(request, lang, 400, translations(lang).gettext(MALFORMED))
-    state = _Upload()
-    try:
-        return await _upload(request, lang, state)
-    except MalformedForm as exc:
-        return _malformed(request, lang, exc)
-    finally:
-        await state.settle(request)
+_FilePost = Callable[[web.Request, str, _Upload], Awaitable[web.Response]]
+
+
+def _one_file_post(handler: _FilePost) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """A multipart form with one file: a malformed one is a 400 page, and a file the request stored but
+    did not hand on is taken back, however the request ends."""
+
+    @functools.wraps(handler)
+    async def post(request: web.Request) -> web.Response:
+        lang, _chosen = _language(request)
+        if not request.content_type.startswith("multipart/"):
+            return _refuse(request, lang, 400, translations(lang).gettext(MALFORMED))
+        state = _Upload()
+        try:
+            return await handler(request, lang, state)
+        except MalformedForm as exc:
+            return _malformed(request, lang, exc)
+        finally:
+            await state.settle(request)
+
+    return post
 
 
 async def _upload(request: web.Request, lang: str, state: _Upload) -> web.Response:
@@ -407,19 +433,24 @@ async def _upload(request: web.Request, lang: str, state: _Upload) -> web.Respon
         "attachment": {"sha256": stored.sha256, "size": stored.size, "mime": stored.mime, "name": stored.original_name},
         "lang": lang,
     }
+    state.attached = True  # send commits the inbox row naming the file before it handles the message
     sent = await service.send(identity.user_id, message_id, payload)
-    state.attached = sent.status != "duplicate"  # sent before: that message's file is the one attached
+    if sent.status == "duplicate":  # stored before, with that message's file: no row names this one
+        state.attached = False
     if state.extra_files:
         log.info("web chat upload: %d further file parts not stored", state.extra_files)
         await service.note(identity.user_id, None, _("一次只能上传一个文件，其余的没有保存，请逐个上传。"))
     return await _answer(request, identity, lang)
 
 
+upload = _one_file_post(_upload)
+
+
 def _over_quota(request: web.Request, lang: str, taken: Taken, ip: str) -> web.Response:
     """A file over the day's quota: nothing of it is kept; the page says which quota and until when."""
     _ = translations(lang).gettext
     limits = request.app[LIMITS]
-    wait = _wait(taken.retry_after, lang)
+    wait = _wait(taken, lang)
     if limits.is_own_quota(taken):
         text = _("本次对话今天上传的文件已达上限（每天最多 {files} 个、共 {size} MB），请 {wait}后再试。").format(
             files=limits.upload_files_per_cookie, size=limits.upload_mb_per_cookie, wait=wait)
@@ -432,10 +463,15 @@ def _over_quota(request: web.Request, lang: str, taken: Taken, ip: str) -> web.R
     return _refuse(request, lang, 429, text + _("也可以先完成登记，之后凭编号和查询码在进度查询页补充材料。"))
 
 
-def _wait(duration: timedelta, lang: str) -> str:
-    """How long until a limit's window ends, rounded up: "3 小时", "12 分钟"."""
+def _minutes(taken: Taken) -> int:
+    """Minutes until the limit's window ends (Taken.until_reset), rounded up."""
+    return max(1, math.ceil(taken.until_reset().total_seconds() / 60))
+
+
+def _wait(taken: Taken, lang: str) -> str:
+    """How long until the limit's window ends, rounded up: "3 小时", "12 分钟"."""
     _ = translations(lang).gettext
-    minutes = max(1, math.ceil(duration.total_seconds() / 60))
+    minutes = _minutes(taken)
     if minutes > 60:
         return _("{hours} 小时").format(hours=math.ceil(minutes / 60))
     return _("{minutes} 分钟").format(minutes=minutes)
@@ -487,11 +523,18 @@ async def status_lookup(request: web.Request) -> web.Response:
     code = _field(form, "code") or ""
     limits = request.app[LIMITS]
     ip = client_ip(request, request.app[CONTAINER].settings.web.trusted_proxy_networks)
+    known = await _knows_case(request, identity, normalise_number(number))
     # counted before the code is hashed: concurrent tries cannot all pass on the same count
-    taken = await limits.lookup(ip, identity.user_id, normalise_number(number))
+    taken = await limits.lookup(ip, identity.user_id, normalise_number(number), known_case=known)
     if not taken.allowed:
         log.warning("web chat status: look-up from %s refused, too many tries (%s)", ip, taken.refused_by.limit.name)
-        message = _("尝试次数过多，请 {minutes} 分钟后再试。").format(minutes=_minutes(taken.retry_after))
+        if limits.is_case_limit(taken):
+            message = _("编号 {number} 最近有多次来自别处的错误查询，为防止有人猜测查询码，暂停用查询码查询这个编号，"
+                        "请 {wait}后再试。在登记或查询过本件的浏览器上仍可以查询；通过 Telegram 登记的，可以在 "
+                        "Telegram 中发送 /status；也可以拨打 12345 热线咨询。").format(
+                number=normalise_number(number), wait=_wait(taken, lang))
+        else:
+            message = _("尝试次数过多，请 {minutes} 分钟后再试。").format(minutes=_minutes(taken))
         return _render(request, "status.html", lang, status=429, csrf=identity.csrf_token, number=number,
                        message=message, case=None)
     service = request.app[SERVICE]
@@ -503,14 +546,24 @@ async def status_lookup(request: web.Request) -> web.Response:
         await _audit_failure(request, number, ip)
         return _render(request, "status.html", lang, csrf=identity.csrf_token, number=number,
                        message=_("没有找到与该编号和查询码相符的登记。请检查后重新输入。"), case=None,
-                       tries_left=left, retry_minutes=_minutes(limits.lookup_wait(taken)))
+                       tries_left=left, retry_minutes=_minutes(taken))
     number = normalise_number(number)
     await request.app[GRANTS].grant(identity.user_id, case_id, number)
     raise web.HTTPSeeOther(_status_url(number))
 
 
-def _minutes(duration: timedelta) -> int:
-    return max(1, math.ceil(duration.total_seconds() / 60))
+async def _knows_case(request: web.Request, identity: ChatIdentity, number: str) -> bool:
+    """The cookie knows this case already: it was granted it before, or it filed it (its receipt was shown
+    in this chat). Its look-ups are then not held back by the case's tries, which anyone can use up."""
+    if not number:
+        return False
+    if await request.app[GRANTS].knows(identity.user_id, number):
+        return True
+    try:
+        await request.app[CONTAINER].cases.case_of(CHANNEL, identity.user_id, number)
+    except CaseNotFound:
+        return False
+    return True
 
 
 def _status_url(number: str) -> str:
@@ -616,21 +669,8 @@ def _form_id(value: str | None) -> str | None:
     return value if value and _MESSAGE_ID.match(value) else None
 
 
-async def status_answer(request: web.Request) -> web.Response:
-    """Words and/or one file added to a granted open case: the answer to an information request."""
-    lang, _chosen = _language(request)
-    if not request.content_type.startswith("multipart/"):
-        return _refuse(request, lang, 400, translations(lang).gettext(MALFORMED))
-    state = _Upload()
-    try:
-        return await _status_answer(request, lang, state)
-    except MalformedForm as exc:
-        return _malformed(request, lang, exc)
-    finally:
-        await state.settle(request)
-
-
 async def _status_answer(request: web.Request, lang: str, state: _Upload) -> web.Response:
+    """Words and/or one file added to a granted open case: the answer to an information request."""
     container = request.app[CONTAINER]
     _ = translations(lang).gettext
     limit = container.settings.storage.max_evidence_bytes
@@ -688,16 +728,20 @@ async def _status_answer(request: web.Request, lang: str, state: _Upload) -> web
     if not await request.app[GRANTS].first_use(identity.user_id, form_id):
         raise web.HTTPSeeOther(_status_url(number))  # the same form again (double click, reload): done once
     items = (EvidenceItem(stored.sha256, stored.size, stored.mime, stored.original_name, "web"),) if stored else ()
+    state.attached = True  # the evidence rows are committed inside; what fails there may have committed them
     try:
         await container.cases.add_from_complainant(case_id, Actor("complainant"), text=text or None, evidence=items)
-    except DomainError as exc:
+    except DomainError as exc:  # raised before the service's commit (closed, not found, nothing to add)
+        state.attached = False
         log.info("web chat status: addition to %s refused: %s", number, exc)
         return await _status_page(request, identity, lang, number, case_id, status=409, answer=text,
                                   error=_("本件已经办结，不能再补充材料。如有新的问题，请在线登记。"))
-    state.attached = True
     await request.app[GRANTS].flash(identity.user_id, number,
                                     _("已收到您的补充，已附到 {number}，承办人员会看到。").format(number=number))
     raise web.HTTPSeeOther(_status_url(number))
+
+
+status_answer = _one_file_post(_status_answer)
 
 
 async def status_rate(request: web.Request) -> web.Response:
