@@ -6,6 +6,7 @@ import logging
 
 from aiohttp import web
 
+from web.forms import MalformedForm, post_data
 from web.keys import AUTH, PRINCIPAL, SESSION_COOKIE
 from web.security import csrf_matches
 
@@ -13,6 +14,8 @@ log = logging.getLogger(__name__)
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CSRF_EXEMPT_PREFIXES = ("/api/", "/telegram/", "/chat")  # bearer tokens / Telegram secret / citizens' own token
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+MAX_CONSOLE_FORM = 4 * 1024 * 1024  # the routing rules: 200,000 characters, URL-encoded
 
 
 @web.middleware
@@ -30,25 +33,35 @@ async def principal_middleware(request: web.Request, handler):
 async def csrf_middleware(request: web.Request, handler):
     """Every state-changing console request carries the session's CSRF token (form field or header).
 
-    A form body that is not valid UTF-8 (aiohttp's request.post() raises UnicodeDecodeError, here or in a
-    handler) is the client's error: 400, not a 500."""
+    A form body that cannot be read (not valid UTF-8, no multipart boundary, a part header without a colon:
+    aiohttp raises UnicodeDecodeError, ValueError or an HttpProcessingError for these) is the client's
+    error: it is read here, before any handler, and answered 400, not a 500 with a traceback."""
     try:
         return await _csrf_checked(request, handler)
-    except UnicodeDecodeError:
-        if request.method in SAFE_METHODS:
-            raise
-        log.info("refused %s %s: the request body is not valid UTF-8", request.method, request.path)
-        raise web.HTTPBadRequest(text="The form is not valid UTF-8: reload the page and try again. "
-                                      "(表单编码无效，请刷新页面后重试)") from None
+    except MalformedForm as exc:
+        log.info("refused %s %s: the form cannot be read (%s)", request.method, request.path, exc)
+        raise web.HTTPBadRequest(text="The form could not be read: reload the page and try again. "
+                                      "(表单无法读取，请刷新页面后重试)") from None
 
 
 async def _csrf_checked(request: web.Request, handler):
+    if (request.method in SAFE_METHODS or request.path.startswith(CSRF_EXEMPT_PREFIXES)
+            or request.match_info.http_exception is not None):  # no such page: nothing to read
+        return await handler(request)
+    form = None
+    if request.content_type in FORM_TYPES:
+        # the console's forms are a few kilobytes (the routing rules the largest): a body past that is not
+        # read into memory, by anybody, signed in or not
+        if request.content_length is None or request.content_length > MAX_CONSOLE_FORM:
+            raise web.HTTPRequestEntityTooLarge(max_size=MAX_CONSOLE_FORM, actual_size=request.content_length or 0,
+                                                text="The form is too large. (表单内容过大)")
+        form = await post_data(request)  # aiohttp keeps it: the handler's request.post() reads the same
     principal = request.get(PRINCIPAL)
-    if request.method in SAFE_METHODS or request.path.startswith(CSRF_EXEMPT_PREFIXES) or principal is None:
+    if principal is None:
         return await handler(request)
     given = request.headers.get("X-CSRF-Token")
-    if given is None and request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        given = (await request.post()).get("csrf_token")
+    if given is None and form is not None:
+        given = form.get("csrf_token")
     if not csrf_matches(principal.csrf_token, given if isinstance(given, str) else None):
         raise web.HTTPForbidden(text="CSRF token missing or wrong: reload the page and try again. (表单已过期，请刷新页面后重试)")
     return await handler(request)

@@ -284,3 +284,43 @@ async def test_web_chat_keeps_hostile_words_verbatim_and_shows_them_escaped(chat
     async with container.uow() as uow:
         assert await uow.session.scalar(select(func.count()).select_from(Unit)) > 0
     await healthy(client)
+
+
+MALFORMED_FORMS = {
+    "no boundary": ("multipart/form-data", b"--x\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n1\r\n--x--\r\n"),
+    "header without a colon": ("multipart/form-data; boundary=x",
+                               b"--x\r\nContent-Disposition form-data name=a\r\n\r\n1\r\n--x--\r\n"),
+    "NUL in a filename": ("multipart/form-data; boundary=x",
+                          b"--x\r\nContent-Disposition: form-data; name=\"f\"; filename=\"a\x00b.png\"\r\n\r\n1\r\n--x--\r\n"),
+    "cut short": ("multipart/form-data; boundary=x", b"--x\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n1"),
+}
+
+
+@pytest.mark.parametrize("kind", MALFORMED_FORMS)
+async def test_a_malformed_multipart_form_on_the_console_is_400_not_500(console, caplog, kind):
+    """The web chat answered these with a 500 and a traceback (issue 14, finding 8); the console's forms and
+    the login form, read by aiohttp's request.post(), did the same, before and after a login."""
+    content_type, body = MALFORMED_FORMS[kind]
+    triage = await console.person("triage", "xiaobao", "triage")
+    _case_id, number = await case_at(console.container, Status.RECEIVED)
+    stranger = await console.browser()
+    for client, path in ((triage.client, f"/cases/{number}/actions/reply"), (triage.client, "/password"),
+                         (stranger, "/login")):
+        response = await client.post(path, data=body, allow_redirects=False, headers={"Content-Type": content_type})
+        assert response.status == 400, (path, response.status)
+    assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"
+    async with console.container.uow() as uow:
+        assert await uow.session.scalar(select(func.count()).select_from(CaseMessage)) == 0
+    await healthy(triage.client)
+
+
+async def test_a_huge_form_is_refused_before_it_is_read(console):
+    """Found by the probe: a url-encoded POST announcing a gigabyte, to /login or a page that does not
+    exist, was read into memory up to the 51 MiB request limit before anyone was signed in."""
+    stranger = await console.browser()
+    for path in ("/login", "/no-such-page", "/password"):
+        response = await stranger.post(path, data=b"a=" + b"x" * (5 * 1024 * 1024), allow_redirects=False,
+                                       headers={"Content-Type": "application/x-www-form-urlencoded"})
+        assert response.status in (404, 405, 413), (path, response.status)
+        assert response.status != 404 or path == "/no-such-page"
+    assert (await stranger.get("/healthz")).status == 200
