@@ -6,7 +6,7 @@ with QINGLANG_REDIS_URL set, aiogram's own RedisStorage is used instead. Drafts 
 
 A draft holds the name and phone typed before submission (and the web chat's transcript), so it rests
 encrypted with the data key in both places: the `bot_states.data` column is encrypted (db/types.py), and
-RedisStorage is given a serializer that encrypts (SealedJson) with the same purpose.
+RedisStorage is given a serializer that encrypts (db/drafts.py SealedJson) with the same purpose.
 """
 
 from __future__ import annotations
@@ -22,19 +22,14 @@ from aiogram.fsm.state import State
 from aiogram.fsm.storage.base import BaseEventIsolation, BaseStorage, DefaultKeyBuilder, StateType, StorageKey
 from aiogram.fsm.storage.memory import SimpleEventIsolation
 from aiogram.fsm.storage.redis import RedisEventIsolation, RedisStorage
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from db.crypto import CipherNotConfigured, DataCipher, bound_cipher
 from db.dialect import upsert_insert
+from db.drafts import REDIS_PREFIX, SealedJson, redis_connection_options
 from db.models import BotState
 
-REDIS_PREFIX = "qinglang:fsm"
-DRAFT_PURPOSE = "bot_states.data"  # the associated data of a draft wherever it rests
 _KEY_LENGTH = 200  # BotState.key
 
 
@@ -138,35 +133,6 @@ class DatabaseStorage(BaseStorage):
         return state, dict(data)
 
 
-def redis_connection_options() -> dict[str, Any]:
-    """A connection dropped by a Redis restart is dialled again and the command retried, instead of the
-    update failing (it would be replayed later, out of order with what the person sent next)."""
-    return {
-        "retry": Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=6),
-        "retry_on_error": [RedisConnectionError, RedisTimeoutError],
-        "health_check_interval": 15,
-        "socket_keepalive": True,
-    }
-
-
-class SealedJson:
-    """json_dumps / json_loads for RedisStorage: a draft goes to Redis (and its dump files) encrypted.
-
-    A draft written in clear before drafts were encrypted is still read (a JSON object begins with "{",
-    a sealed value with "v1."); the next change of it seals it, and `qinglang rekey` seals the rest."""
-
-    def __init__(self, cipher: DataCipher) -> None:
-        self.cipher = cipher
-
-    def dumps(self, data: Any) -> str:
-        return self.cipher.encrypt(json.dumps(data, separators=(",", ":")), DRAFT_PURPOSE)
-
-    def loads(self, stored: str) -> Any:
-        if stored.lstrip().startswith("{"):
-            return json.loads(stored)
-        return json.loads(self.cipher.decrypt(stored, DRAFT_PURPOSE))
-
-
 def _redis_key_builder(prefix: str) -> DefaultKeyBuilder:
     return DefaultKeyBuilder(prefix=prefix, with_bot_id=True, with_business_connection_id=True, with_destiny=True)
 
@@ -193,38 +159,6 @@ def _engine_cipher(session_factory: async_sessionmaker | None) -> DataCipher:
         raise CipherNotConfigured("drafts in Redis are encrypted with the data key: give build_storage a cipher, "
                                   "or a session factory whose engine was built through qinglang.bootstrap")
     return cipher
-
-
-async def reencrypt_redis_drafts(redis_url: str, cipher: DataCipher, *, redis_prefix: str = REDIS_PREFIX) -> int:
-    """Seal again under the current key every draft in Redis that is in clear or under an old key; returns
-    how many. A draft changed meanwhile by the bot is left alone: that change sealed it already."""
-    from redis.asyncio import Redis
-    from redis.exceptions import WatchError
-
-    sealed = SealedJson(cipher)
-    pattern = f"{redis_prefix}:*:data"  # RedisStorage keeps a draft's data under the key part "data"
-    rewritten = 0
-    client = Redis.from_url(redis_url, **redis_connection_options())
-    try:
-        async for name in client.scan_iter(match=pattern, count=500):
-            async with client.pipeline(transaction=True) as pipe:
-                try:
-                    await pipe.watch(name)
-                    stored = await pipe.get(name)
-                    if stored is None:
-                        continue
-                    text = stored.decode() if isinstance(stored, bytes) else stored
-                    if cipher.is_current(text):
-                        continue
-                    pipe.multi()
-                    pipe.set(name, sealed.dumps(sealed.loads(text)), keepttl=True)
-                    await pipe.execute()
-                    rewritten += 1
-                except WatchError:
-                    pass
-    finally:
-        await client.aclose()
-    return rewritten
 
 
 def build_event_isolation(

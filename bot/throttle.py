@@ -15,7 +15,7 @@ from typing import Protocol
 
 from redis.asyncio import Redis
 
-from bot.storage import redis_connection_options
+from db.drafts import redis_connection_options
 
 REDIS_PREFIX = "qinglang:throttle"
 

@@ -14,18 +14,21 @@ at ``root/.staff/<sha[:2]>/<sha[2:4]>/<sha>``; for an upload older than this
 copy it is made on first view (``staff_copy``).
 
 Two requests may store the same bytes. The first installs the file (``StoredFile.duplicate``
-False), every later one *claims* it: its modification time becomes the time of that put. A request
-that stored a file and then failed takes it back with ``discard``, which removes the file only if no
-put claimed it since; the daily ``sweep`` removes files nothing refers to once they are older than a
-grace period, and the leftovers of interrupted uploads. Both first move the file aside with an atomic
-rename (a put of the same bytes then installs its own copy), decide, and then remove it or put it
-back: nothing that a put returned is lost to them, whichever process each runs in.
+False), every later one *claims* it: its modification time becomes the time of that put. Where that
+time cannot be changed (a file system with coarse times, a file of another owner) the later put puts a
+copy of its own in place instead (same bytes, a new inode). A request that stored a file and then failed
+takes it back with ``discard``, which removes the file only while it is as that request left it (inode
+and mtime): no put claimed or replaced it since. The daily ``sweep`` removes files nothing refers to
+once they are older than a grace period, and the leftovers of interrupted uploads. Both first move the
+file aside with an atomic rename (a put of the same bytes then installs its own copy), decide, and then
+remove it or put it back: nothing that a put returned is lost to them, whichever process each runs in.
 """
 
 from __future__ import annotations
 
 import asyncio
 import codecs
+import enum
 import errno
 import hashlib
 import io
@@ -44,7 +47,7 @@ from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 import puremagic
 
@@ -241,8 +244,9 @@ class StoredFile:
     mime: str
     path: Path
     original_name: str | None
-    duplicate: bool  # the content was stored before this put (which then only claimed it)
+    duplicate: bool  # the content was stored before this put (which then only claimed it): never discarded
     claim_ns: int = 0  # the file's mtime (ns) as this put left it; discard() removes it only while it is so
+    claim_inode: int = 0  # and its inode: a put that cannot change the mtime installs a new inode instead
 
 
 @dataclass(frozen=True)
@@ -636,8 +640,8 @@ class EvidenceStore:
             raise EvidenceTypeNotAllowed(mime, self.limits.allowed_types)
         sha = sink.hash.hexdigest()
         dest = self.path_for(sha)
-        claim_ns = _claim(dest, sink.size)
-        duplicate = claim_ns is not None
+        claim = _claim(dest, sink.size)
+        duplicate = claim is not None  # an intact copy is there (claimed, or to be replaced by this one)
         prepared: Path | None = None
         copy_for_staff = mime in IMAGE_FORMATS and not (duplicate and self.staff_path_for(sha).is_file())
         if copy_for_staff:
@@ -645,10 +649,12 @@ class EvidenceStore:
         elif mime.startswith("image/") and mime not in IMAGE_FORMATS:
             log.info("evidence %s: %s is not decoded here; staff get only the original, on request", sha[:12], mime)
         try:
-            if not duplicate:
+            if claim is None:
                 dest.parent.mkdir(parents=True, exist_ok=True)
-                duplicate, claim_ns = _install(tmp, dest, sink.size)
+                duplicate, claim = _install(tmp, dest, sink.size)
                 fsync_dir(dest.parent)
+            elif claim is _UNMARKED:
+                claim = _replace(tmp, dest)
             tmp.unlink(missing_ok=True)
             if copy_for_staff:
                 self._install_staff_copy(sha, prepared)
@@ -658,7 +664,7 @@ class EvidenceStore:
                 _remove_quietly(prepared)
         return StoredFile(
             sha256=sha, size=sink.size, mime=mime, path=dest, original_name=name, duplicate=duplicate,
-            claim_ns=claim_ns,
+            claim_ns=claim.mtime_ns, claim_inode=claim.inode,
         )
 
     # -- taking files back ---------------------------------------------------
@@ -668,17 +674,17 @@ class EvidenceStore:
     ) -> bool:
         """Remove the file `stored` (and its staff copy) again, for a request that stored it and then failed.
 
-        Only what this put created (not `stored.duplicate`) and no put claimed since: a request that stored
-        the same bytes meanwhile keeps its file. `referenced(sha256)`, when given, is asked last, while the
-        file is aside (so nothing can begin to rely on it during the question); True keeps the file.
+        Only what this put created (not `stored.duplicate`) and no put claimed or replaced since: a request
+        that stored the same bytes meanwhile keeps its file. `referenced(sha256)`, when given, is asked last,
+        while the file is aside (so nothing can begin to rely on it during the question); True keeps the file.
         True when the file was removed. A disk error is logged, and the file left to the sweep.
         """
         if stored.duplicate:
             return False
 
         async def keep(found: os.stat_result) -> bool:
-            if found.st_mtime_ns != stored.claim_ns or found.st_size != stored.size:
-                return True  # claimed by a later put of the same bytes
+            if (found.st_mtime_ns, found.st_ino, found.st_size) != (stored.claim_ns, stored.claim_inode, stored.size):
+                return True  # claimed, or replaced by a copy of its own, by a later put of the same bytes
             return referenced is not None and bool(await referenced(stored.sha256))
 
         try:
@@ -811,7 +817,6 @@ class EvidenceStore:
         return count
 
     def _incoming_leftovers(self, leftover_ns: int, dry_run: bool) -> tuple[int, int]:
-        count = size = 0
         try:
             with os.scandir(self._incoming) as entries:
                 listed = list(entries)
@@ -819,33 +824,18 @@ class EvidenceStore:
             log.warning("evidence store: %s cannot be read (%s); its leftovers stay", self._incoming,
                         exc.strerror or type(exc).__name__)
             return 0, 0
-        for entry in listed:
-            try:
-                info = entry.stat(follow_symlinks=False)
-                if not stat.S_ISREG(info.st_mode) or info.st_mtime_ns >= leftover_ns:
-                    continue
-                if not dry_run:
-                    os.unlink(entry.path)
-            except FileNotFoundError:
-                continue
-            count, size = count + 1, size + info.st_size
-        return count, size
+
+        def left_by_a_killed_upload(entry: os.DirEntry, info: os.stat_result) -> bool:
+            return stat.S_ISREG(info.st_mode) and info.st_mtime_ns < leftover_ns
+
+        return _remove_each(listed, left_by_a_killed_upload, dry_run)
 
     def _orphan_staff_copies(self, cutoff_ns: int, dry_run: bool) -> tuple[int, int]:
-        count = size = 0
-        for _, _, entry in self._shard_entries(self.root / _STAFF):
-            if not _SHA256_RE.fullmatch(entry.name):
-                continue
-            try:
-                info = entry.stat(follow_symlinks=False)
-                if info.st_mtime_ns >= cutoff_ns or self.path_for(entry.name).exists():
-                    continue
-                if not dry_run:
-                    os.unlink(entry.path)
-            except FileNotFoundError:
-                continue
-            count, size = count + 1, size + info.st_size
-        return count, size
+        def old_and_without_its_original(entry: os.DirEntry, info: os.stat_result) -> bool:
+            return info.st_mtime_ns < cutoff_ns and not self.path_for(entry.name).exists()
+
+        copies = (entry for _, _, entry in self._shard_entries(self.root / _STAFF) if _SHA256_RE.fullmatch(entry.name))
+        return _remove_each(copies, old_and_without_its_original, dry_run)
 
     # -- the copy staff see ------------------------------------------------
 
@@ -923,9 +913,32 @@ class EvidenceStore:
 # --------------------------------------------------------------------------- claims
 
 
-def _claim(path: Path, size: int) -> int | None:
+class _Claim(NamedTuple):
+    """A stored file as a put left it: discard() removes it only while it is still so."""
+
+    mtime_ns: int
+    inode: int
+
+    @classmethod
+    def of(cls, found: os.stat_result) -> _Claim:
+        return cls(found.st_mtime_ns, found.st_ino)
+
+
+class _Unmarked(enum.Enum):
+    """An intact stored copy whose mtime a put cannot change (a file system that keeps coarse times, or a
+    file of another owner): that put must not rely on it as it is, since a discard by the put that
+    installed it could not tell it apart. It installs a copy of its own instead (_replace)."""
+
+    COPY = enum.auto()
+
+
+_UNMARKED = _Unmarked.COPY
+
+
+def _claim(path: Path, size: int) -> _Claim | _Unmarked | None:
     """Mark an intact stored copy as relied on by one more request: its mtime becomes now (and differs from
-    what any earlier put left). The mtime set, or None when there is no intact copy (this put installs one)."""
+    what any earlier put left), as read back from the file. None when there is no intact copy (this put
+    installs one); _UNMARKED when the mtime did not change (this put replaces the copy with its own)."""
     try:
         found = os.stat(path)
     except FileNotFoundError:
@@ -935,30 +948,45 @@ def _claim(path: Path, size: int) -> int | None:
     claim = max(time.time_ns(), found.st_mtime_ns + 1)
     try:
         os.utime(path, ns=(claim, claim))
+        marked = os.stat(path)
     except FileNotFoundError:
         return None  # moved aside a moment ago by a discard or the sweep
-    except PermissionError:  # another owner's file (a restore run as another user): relied on as it is
-        log.warning("evidence %s: cannot mark it as used again (not its owner)", path.name[:12])
-        return found.st_mtime_ns
-    return claim
+    except PermissionError:  # another owner's file (a restore run as another user)
+        log.warning("evidence %s: cannot mark it as used again (not its owner); replaced by this put's copy",
+                    path.name[:12])
+        return _UNMARKED
+    if _Claim.of(marked) == _Claim.of(found):
+        return _UNMARKED  # a coarse clock: found + 1 ns, or now, rounded back to what it was
+    return _Claim.of(marked)
 
 
-def _install(tmp: Path, dest: Path, size: int) -> tuple[bool, int]:
+def _replace(tmp: Path, dest: Path) -> _Claim:
+    """Put this put's copy of the same bytes in place of an intact one it could not claim (a new inode,
+    which a discard of the one before tells apart)."""
+    fresh = os.stat(tmp)
+    os.replace(tmp, dest)
+    fsync_dir(dest.parent)
+    return _Claim.of(fresh)
+
+
+def _install(tmp: Path, dest: Path, size: int) -> tuple[bool, _Claim]:
     """Put a fresh upload in place, never over a copy another put installed meanwhile (a hard link fails
-    where a rename would replace). (duplicate, the mtime this put leaves)."""
-    mtime_ns = os.stat(tmp).st_mtime_ns
+    where a rename would replace). (duplicate, the file as this put leaves it)."""
+    fresh = _Claim.of(os.stat(tmp))
     try:
         os.link(tmp, dest)
     except FileExistsError:
         claim = _claim(dest, size)
-        if claim is not None:
+        if isinstance(claim, _Claim):
             return True, claim  # the same bytes, installed by another put a moment ago
+        if claim is _UNMARKED:
+            return True, _replace(tmp, dest)
         os.replace(tmp, dest)  # a damaged copy (wrong size): the fresh one takes its place
     except OSError as exc:
         if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.EMLINK):
             raise
         os.replace(tmp, dest)  # a file system without hard links
-    return False, mtime_ns
+    return False, fresh
 
 
 def _set_aside(dest: Path) -> Path | None:
@@ -982,6 +1010,25 @@ def _put_back(aside: Path, dest: Path) -> None:
             os.replace(aside, dest)
             return
     aside.unlink(missing_ok=True)
+
+
+def _remove_each(
+    entries: Iterable[os.DirEntry], goes: Callable[[os.DirEntry, os.stat_result], bool], dry_run: bool
+) -> tuple[int, int]:
+    """Remove (unless `dry_run`) the entries `goes` picks by their lstat; (how many, their bytes). One
+    removed meanwhile by another process is not counted."""
+    count = size = 0
+    for entry in entries:
+        try:
+            info = entry.stat(follow_symlinks=False)
+            if not goes(entry, info):
+                continue
+            if not dry_run:
+                os.unlink(entry.path)
+        except FileNotFoundError:
+            continue
+        count, size = count + 1, size + info.st_size
+    return count, size
 
 
 def _remove_quietly(path: Path) -> None:

@@ -13,23 +13,29 @@ Any "sha256" key anywhere in a draft or a payload counts, so a digest kept at a 
 A file nothing refers to goes once no put has stored or claimed it for the grace period
 (QINGLANG_UNREFERENCED_GRACE_HOURS): a person may send a screenshot and tell the rest days later.
 
-Why this cannot remove a file a submission relies on: drafts and inbox messages are read before the
-evidence rows, and a submission writes the case's evidence rows before it drops the draft, so a draft
-gone by the time drafts are read has left rows the later read sees. Every other way to a reference
-goes through a put of the file, which claims it (a fresh mtime) and so keeps it. Right before a file is
-removed, while it is moved aside, its evidence rows are asked once more (EvidenceStore.sweep).
+Why this cannot remove a file a submission relies on: a reference moves one way, from a web chat
+message not handled yet to a draft (ChatService._process writes the draft, then the inbox empties the
+payload) and from a draft to the case's evidence rows (a submission writes the rows before it drops the
+draft). The sweep reads in that order: inbox payloads, then drafts in the database, then drafts in Redis,
+then evidence rows. A reference is written to its next place before it leaves the one before, so when a
+place is read the reference is in it or in a place read later: one of the reads sees it. Every other way
+to a reference goes through a put of the file, which claims it (a fresh mtime, or a fresh copy) and so
+keeps it. Right before a file is removed, while it is moved aside, its evidence rows are asked once more
+(EvidenceStore.sweep).
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
+from sqlalchemy.orm import InstrumentedAttribute
 
+from db.drafts import REDIS_PREFIX, SealedJson, draft_names, redis_client, stored_text
 from db.models import BotState, Evidence, InboxUpdate
 from db.uow import UnitOfWorkFactory
 from intake.clock import Clock
@@ -51,21 +57,17 @@ class RedisDrafts:
     def __init__(self, url: str, cipher: DataCipher, *, prefix: str | None = None) -> None:
         self._url = url
         self._cipher = cipher
-        self._prefix = prefix
+        self._prefix = prefix or REDIS_PREFIX
 
     async def digests(self) -> set[str]:
-        from redis.asyncio import Redis
-
-        from bot.storage import REDIS_PREFIX, SealedJson, redis_connection_options
-
         sealed = SealedJson(self._cipher)
         found: set[str] = set()
-        client = Redis.from_url(self._url, **redis_connection_options())
+        client = redis_client(self._url)
         try:
-            async for name in client.scan_iter(match=f"{self._prefix or REDIS_PREFIX}:*:data", count=_PAGE):
+            async for name in draft_names(client, prefix=self._prefix):
                 stored = await client.get(name)
                 if stored is not None:
-                    _collect(sealed.loads(stored.decode() if isinstance(stored, bytes) else stored), found)
+                    _collect(sealed.loads(stored_text(stored)), found)
         finally:
             await client.aclose()
         return found
@@ -88,9 +90,17 @@ class EvidenceSweep:
         return result
 
     async def references(self, candidates: list[str]) -> set[str]:
-        """The candidates a draft, a message not handled yet, or a case refers to (in this order: see above)."""
+        """The candidates a message not handled yet, a draft or a case refers to, read in the order a
+        reference moves (see above): messages, drafts in the database, drafts in Redis, evidence rows."""
         wanted = set(candidates)
-        found = wanted & await self.draft_references()
+        found: set[str] = set()
+        async for payload in self._column(InboxUpdate.id, InboxUpdate.payload, InboxUpdate.payload.is_not(None)):
+            _collect(payload, found)
+        async for data in self._column(BotState.key, BotState.data):
+            _collect(data, found)
+        if self._redis_drafts is not None:
+            found |= await self._redis_drafts.digests()
+        found &= wanted
         rest = sorted(wanted - found)
         for start in range(0, len(rest), _PAGE):
             async with self._uow() as uow:
@@ -99,34 +109,21 @@ class EvidenceSweep:
                 )).all())
         return found
 
-    async def draft_references(self) -> set[str]:
-        found: set[str] = set()
-        last_key = ""
+    async def _column(self, key: InstrumentedAttribute, value: InstrumentedAttribute,
+                      *where: ColumnElement[bool]) -> AsyncIterator[Any]:
+        """Every `value` of the table, in pages ordered by its unique `key`, one short transaction a page."""
+        last = None
         while True:
+            query = select(key, value).where(*where).order_by(key).limit(_PAGE)
+            if last is not None:
+                query = query.where(key > last)
             async with self._uow() as uow:
-                rows = (await uow.session.execute(
-                    select(BotState.key, BotState.data).where(BotState.key > last_key)
-                    .order_by(BotState.key).limit(_PAGE))).all()
-            for key, data in rows:
-                _collect(data, found)
-                last_key = key
+                rows = (await uow.session.execute(query)).all()
+            for _, item in rows:
+                yield item
             if len(rows) < _PAGE:
-                break
-        last_id = 0
-        while True:
-            async with self._uow() as uow:
-                rows = (await uow.session.execute(
-                    select(InboxUpdate.id, InboxUpdate.payload)
-                    .where(InboxUpdate.payload.is_not(None), InboxUpdate.id > last_id)
-                    .order_by(InboxUpdate.id).limit(_PAGE))).all()
-            for row_id, payload in rows:
-                _collect(payload, found)
-                last_id = row_id
-            if len(rows) < _PAGE:
-                break
-        if self._redis_drafts is not None:
-            found |= await self._redis_drafts.digests()
-        return found
+                return
+            last = rows[-1][0]
 
     async def referenced_by_a_case(self, sha256: str) -> bool:
         return await referenced_by_a_case(self._uow, sha256)

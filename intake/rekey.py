@@ -1,6 +1,6 @@
 """Key rotation, the second half: rewrite every stored personal value under the current data key, after which
 the old keys can leave QINGLANG_OLD_DATA_KEYS: the complainants' identity, the inbox's stored updates and
-errors, and the conversation drafts (drafts kept in Redis: bot/storage.py, reencrypt_redis_drafts)."""
+errors, and the conversation drafts (drafts kept in Redis: db/drafts.py, reencrypt_redis_drafts)."""
 
 from __future__ import annotations
 

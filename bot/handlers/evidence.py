@@ -1,9 +1,15 @@
 """Photos, albums, videos, audio and documents: downloaded into the evidence store, then given to the
-conversation. Over Telegram's 20 MB download limit or of a refused type: a reply saying what to do."""
+conversation. Over Telegram's 20 MB download limit or of a refused type: a reply saying what to do.
+
+When the store cannot take the file now (disk full, directory not writable) the person is told so and
+asked to send it again later, and the update counts as handled. Left to the inbox's replay it would first
+get the generic apology ("no need to send it again") and then, maybe hours later, add the file to
+whatever step the conversation has reached by then: two surprises."""
 
 from __future__ import annotations
 
 import io
+import logging
 
 from aiogram import Bot, F, Router
 from aiogram.exceptions import TelegramBadRequest
@@ -13,9 +19,11 @@ from aiogram.utils.i18n import gettext as _
 
 from bot.conversation import converse
 from intake.conversation import Attachment, ConversationEngine, Inbound
-from intake.evidence import EvidenceRejected, EvidenceStore
+from intake.evidence import EvidenceRejected, EvidenceStore, EvidenceStoreUnavailable
 
 TELEGRAM_DOWNLOAD_LIMIT = 20 * 1024 * 1024
+
+log = logging.getLogger(__name__)
 
 
 def media_of(message: Message) -> tuple[str, int | None, str | None] | None:
@@ -48,6 +56,11 @@ async def receive_evidence(message: Message, bot: Bot, state: FSMContext, engine
         stored = await evidence.put(buffer.getvalue(), original_name=name)
     except EvidenceRejected as exc:
         await message.answer(str(exc))
+        return
+    except EvidenceStoreUnavailable as exc:
+        log.warning("update %s: evidence not kept, the store is unavailable (%s); the person is asked to send "
+                    "it again later", event_update.update_id, exc.reason)
+        await message.answer(_("文件暂时无法保存，请稍后再试。您的对话和已填写的内容都还在。"))
         return
     attachment = Attachment(stored.sha256, stored.size, stored.mime, stored.original_name)
     event = Inbound("attachment", now(), text=message.caption or "", attachment=attachment)

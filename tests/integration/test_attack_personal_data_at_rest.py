@@ -31,9 +31,10 @@ from aiohttp.test_utils import TestServer
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
-from bot.storage import build_storage, reencrypt_redis_drafts
+from bot.storage import build_storage
 from db import migrate
 from db.crypto import DataCipher
+from db.drafts import reencrypt_redis_drafts
 from db.engine import create_engine
 from db.models import BotState, Case, CaseEvent, Complainant, InboxUpdate
 from qinglang.backup import make_backup

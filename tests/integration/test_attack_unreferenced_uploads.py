@@ -11,6 +11,7 @@ the defence, are tested with the chat.)
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import subprocess
@@ -24,7 +25,7 @@ from sqlalchemy import select
 
 from bot.storage import DatabaseStorage
 from db.engine import create_session_factory
-from db.models import ScheduledRun
+from db.models import InboxUpdate, ScheduledRun
 from intake.cases import Actor, EvidenceItem, NewCase
 from intake.draft import Draft
 from intake.inbox import Inbox
@@ -156,6 +157,45 @@ async def test_a_dry_run_only_counts(container):
     assert container.evidence.verify(stored.sha256)
 
 
+
+async def test_a_replay_between_the_sweeps_reads_keeps_the_file_its_draft_needs(container):
+    """A reference moves from a web chat message not handled yet to the draft (the replay writes the draft,
+    then empties the message's payload). Here the web chat's replay of a failed message runs right after the
+    sweep's first read: read in the order references move (messages first), the sweep still sees the file
+    in the message; drafts first, it would see it in neither and remove a file the draft now holds."""
+    from aiogram.fsm.storage.memory import SimpleEventIsolation
+
+    from intake.evidence_sweep import EvidenceSweep
+    from web.chat.service import ChatService
+
+    store = container.evidence
+    stored = await store.put(png(9), original_name="screenshot.png")
+    aged(container, stored.path, days=5)  # past the grace: only a reference keeps it
+    drafts = DatabaseStorage(create_session_factory(container.engine))
+    chat = ChatService(container, drafts, SimpleEventIsolation())
+    user = uuid.uuid4().hex
+    inbox = Inbox(container.uow, container.clock)
+    row_id = await inbox.store(CHANNEL, f"{user[:16]}:m-1", {"type": "attachment", "attachment": item(stored),
+                                                            "user": user, "lang": "zh"})
+    await inbox.failed(row_id, "RuntimeError: database went away")  # left for the replay
+    replayed: list[int] = []
+
+    @contextlib.asynccontextmanager
+    async def uow_then_replay():
+        async with container.uow() as uow:
+            yield uow
+        if not replayed:  # between the sweep's first read and the next one
+            replayed.append(await chat.replay())
+
+    sweep = EvidenceSweep(store, uow_then_replay, container.clock, timedelta(hours=48))
+    result = await sweep.run()
+    assert replayed == [1]
+    draft = await chat.draft(user)
+    assert draft is not None and [e["sha256"] for e in draft.evidence] == [stored.sha256]  # moved to the draft
+    async with container.uow() as uow:
+        assert (await uow.session.get(InboxUpdate, row_id)).payload is None  # and left the message
+    assert result.files == 0 and store.verify(stored.sha256)
+
 @pytest.mark.redis
 @pytest.mark.skipif(not TEST_REDIS_URL, reason="TEST_REDIS_URL is not set")
 async def test_a_bots_draft_in_redis_keeps_its_file(container):
@@ -195,7 +235,7 @@ def test_the_sweep_from_the_command_line(tmp_path, database_url):
     env.update(HOME=str(tmp_path), QINGLANG_DATA_DIR=str(tmp_path / "data"), QINGLANG_DATABASE_URL=database_url,
                PYTHONPATH=str(Path(__file__).resolve().parents[2]))  # this checkout's code, not another install
 
-    def run(*args):
+    def run(*args, env=env):
         return subprocess.run([sys.executable, "-m", "qinglang.cli", *args], env=env, capture_output=True,
                               text=True, timeout=120, cwd=tmp_path)
 
@@ -206,6 +246,10 @@ def test_the_sweep_from_the_command_line(tmp_path, database_url):
     path.write_bytes(TEXT)
     old = path.stat().st_mtime - 72 * 3600
     os.utime(path, (old, old))
+    database_down = {**env, "QINGLANG_DATABASE_URL": "postgresql+asyncpg://postgres@127.0.0.1:1/none"}
+    result = run("evidence", "sweep", env=database_down)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert result.stderr.startswith("qinglang: error: cannot sweep the evidence store: ") and path.exists()
     result = run("evidence", "sweep", "--dry-run")
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(

@@ -20,6 +20,7 @@ import contextlib
 import dataclasses
 import hashlib
 import io
+import shutil
 import zipfile
 from collections.abc import AsyncIterator
 from datetime import date
@@ -83,6 +84,7 @@ APOLOGY = "抱歉，系统暂时出了点问题。您发送的内容已经保存
 BUTTON_BROKEN = "这个按钮已经失效了。"
 BUTTON_NOT_YOURS = "这不是您的登记，无法操作。"
 BUTTON_STALE = "这个按钮已经过期了，请按最新的提示操作。"
+STORE_DOWN = "文件暂时无法保存，请稍后再试。您的对话和已填写的内容都还在。"
 
 ACCEPTANCE_DUE = date(2026, 11, 25)  # 7 working days after Mon 2026-11-16
 TIPOFF_CHECK_DUE = date(2026, 12, 7)  # 15 working days after Mon 2026-11-16
@@ -639,6 +641,29 @@ async def test_unsupported_file_type_is_refused(fake, channel, alice, container)
     assert (await alice.send(photo=png(3)))[0].startswith("已收到 1 个文件")
     assert stored_files(container) != []
 
+
+
+async def test_a_file_the_store_cannot_take_now_gets_a_friendly_reply_and_is_not_replayed(fake, channel, alice,
+                                                                                           container):
+    await reach_merchant_step(alice)
+    assert await alice.press("在龙湾区") == [STREET_Q]
+    assert await alice.press("永中街道") == [EVIDENCE_Q]
+    before = await alice.draft()
+    incoming = container.evidence.root / ".incoming"  # where every upload is written first
+    shutil.rmtree(incoming)
+    incoming.write_bytes(b"not a directory")  # writes fail there, as on a disk gone full or read-only
+    update = fake.message(alice.user, photo=png(5), caption="直播间截图")
+    assert await alice.deliver(update) == [STORE_DOWN]
+    row = await alice.handled(update)
+    assert (row.processed_at is not None, row.error, row.payload) == (True, None, None)  # handled, not kept
+    assert await channel.replay() == 0  # so no second answer later
+    assert await alice.draft() == before and stored_files(container) == []
+    assert alice.unseen() == []
+
+    incoming.unlink()
+    incoming.mkdir()
+    assert (await alice.send(photo=png(5)))[0].startswith("已收到 1 个文件")  # sent again, it goes in
+    assert [e["sha256"] for e in (await alice.draft())["evidence"]] == [sha(png(5))]
 
 # -- the inbox ------------------------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ import io
 import os
 import shutil
 import struct
+import time
 import zipfile
 import zlib
 from datetime import UTC, datetime, timedelta
@@ -17,6 +18,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import intake.evidence as evidence_module
 from intake.evidence import (
     DOCX,
     XLSX,
@@ -26,6 +28,7 @@ from intake.evidence import (
     EvidenceStore,
     EvidenceTooLarge,
     EvidenceTypeNotAllowed,
+    StoredFile,
     sanitize_original_name,
     sniff_mime,
 )
@@ -572,6 +575,97 @@ async def test_puts_of_the_same_bytes_at_once_install_it_once(store: EvidenceSto
     assert await store.discard(creator) is False  # the others claimed it after it was installed
     assert store.verify(creator.sha256)
 
+
+
+SECOND = 1_000_000_000
+
+
+class WholeSecondsOs:
+    """The `os` of intake.evidence on a file system that keeps whole seconds (FAT keeps two, many network
+    file systems one): an mtime set is rounded down to its second, one read is whole seconds."""
+
+    def __getattr__(self, name: str):
+        return getattr(os, name)
+
+    @staticmethod
+    def stat(path, **kwargs):
+        return WholeSecondsStat(os.stat(path, **kwargs))
+
+    @staticmethod
+    def utime(path, *, ns: tuple[int, int]) -> None:
+        os.utime(path, ns=tuple(t // SECOND * SECOND for t in ns))
+
+
+class WholeSecondsStat:
+    def __init__(self, real: os.stat_result) -> None:
+        self._real = real
+
+    def __getattr__(self, name: str):
+        return getattr(self._real, name)
+
+    @property
+    def st_mtime_ns(self) -> int:
+        return self._real.st_mtime_ns // SECOND * SECOND
+
+
+class StoppedClock:
+    """The `time` of intake.evidence with time_ns() stopped at a given moment."""
+
+    def __init__(self, now_ns: int) -> None:
+        self.now_ns = now_ns
+
+    def __getattr__(self, name: str):
+        return getattr(time, name)
+
+    def time_ns(self) -> int:
+        return self.now_ns
+
+
+class NotTheOwnersOs:
+    """The `os` of intake.evidence for a stored file of another owner (a restore run as another user)."""
+
+    def __getattr__(self, name: str):
+        return getattr(os, name)
+
+    @staticmethod
+    def utime(path, **kwargs) -> None:
+        raise PermissionError(1, "Operation not permitted", str(path))
+
+
+async def test_with_coarse_file_times_a_discard_keeps_what_a_later_put_relies_on(store: EvidenceStore, monkeypatch):
+    monkeypatch.setattr(evidence_module, "os", WholeSecondsOs())
+    first = await store.put(TEXT)
+    assert first.claim_ns % SECOND == 0
+    # the same bytes 0.3 s later: neither that moment nor the first mtime + 1 ns changes the whole second
+    monkeypatch.setattr(evidence_module, "time", StoppedClock(first.claim_ns + 300_000_000))
+    second = await store.put(TEXT)
+    assert second.duplicate is True
+    assert await store.discard(first) is False  # the first request failed: the second one's file stays
+    assert store.verify(first.sha256)
+    assert await store.discard(second) is False  # the second could not claim it: its discard removes nothing
+    assert store.verify(first.sha256) and files_under(store.root) == {first.path}
+
+
+async def test_a_put_that_cannot_mark_anothers_file_keeps_it_from_discard_and_sweep(store: EvidenceStore,
+                                                                                     monkeypatch):
+    async def put_as_another_user() -> StoredFile:
+        with monkeypatch.context() as patch:
+            patch.setattr(evidence_module, "os", NotTheOwnersOs())
+            return await store.put(TEXT)
+
+    first = await store.put(TEXT)
+    second = await put_as_another_user()
+    assert second.duplicate is True
+    assert await store.discard(first) is False  # the first request failed: the second one's file stays
+    assert store.verify(first.sha256)
+
+    age(first.path, hours=100)  # long past the grace, as a restored file may be
+    third = await put_as_another_user()  # its mtime cannot be made fresh
+    # a sweep before the third request has written its evidence row
+    result = await store.sweep(NOW, GRACE, references=nothing_referenced, referenced=no_case)
+    assert result.files == 0 and store.verify(first.sha256)
+    assert await store.discard(third) is False and await store.discard(second) is False
+    assert store.verify(first.sha256)
 
 async def test_sweep_removes_old_unreferenced_files_and_leftovers_only(store: EvidenceStore):
     old = await store.put(photo())  # with a staff copy
