@@ -190,12 +190,16 @@ async def test_an_evidence_directory_that_takes_no_file_is_a_503_page(client, co
     spool.write_text("not a directory")  # every new upload's temporary file fails to be made
     b = "disk01"
     body = chat_fields(b, who) + file_part(b, "a.txt", text_file(1, 3000)) + end(b)
-    status, html = await post(client, "/chat/upload", who, body, form_type(b))
-    assert (status, error_of(html)) == (503, STORE_DOWN)
+    response = await client.post("/chat/upload", data=body, allow_redirects=False,
+                                 headers=headers(client, who, content_type=form_type(b)))
+    assert (response.status, error_of(await response.text())) == (503, STORE_DOWN)
+    assert response.headers["Retry-After"] == "60"
     b = "disk02"
     body = answer_fields(b, who, number) + field(b, "text", "补充说明") + file_part(b, "a.txt", text_file(2, 3000)) + end(b)
-    status, html = await post(client, "/chat/status/answer", who, body, form_type(b))
-    assert (status, error_of(html)) == (503, STORE_DOWN)
+    response = await client.post("/chat/status/answer", data=body, allow_redirects=False,
+                                 headers=headers(client, who, content_type=form_type(b)))
+    status, html = response.status, await response.text()
+    assert (status, error_of(html)) == (503, STORE_DOWN) and response.headers["Retry-After"] == "60"
     assert "补充说明" in html  # the words typed are still in the form
     assert evidence_files(container) == [] and await evidence_rows(container) == 0
     assert tracebacks(caplog) == []

@@ -108,6 +108,7 @@ _MESSAGE_ID = re.compile(r"^[A-Za-z0-9_.:-]{8,80}$")
 KIND_NAMES = {Kind.COMPLAINT: N_("投诉"), Kind.TIPOFF: N_("举报"), Kind.CONSULTATION: N_("咨询")}
 MALFORMED = N_("上传的内容格式不正确，请返回页面后重新选择文件上传。")
 STORE_DOWN = N_("文件暂时无法保存，请稍后再试。您的对话和已填写的内容都还在。")
+STORE_RETRY_SECONDS = 60  # a disk that takes no file: try again in a minute, as the API says
 NOT_RATED_OUTCOMES = ("withdrawn", "duplicate")  # no survey for these (CaseService._plan_survey)
 
 
@@ -262,6 +263,12 @@ def _refuse(request: web.Request, lang: str, status: int, text: str) -> web.Resp
     return _render(request, "refused.html", lang, status=status, message=text)
 
 
+def _retry_later(response: web.Response) -> web.Response:
+    """A 503 tells when to try again, as the API's does."""
+    response.headers["Retry-After"] = str(STORE_RETRY_SECONDS)
+    return response
+
+
 def _check_post(request: web.Request, given_csrf: str | None, lang: str) -> ChatIdentity | web.Response:
     _ = translations(lang).gettext
     identity = identity_of(request)
@@ -413,7 +420,7 @@ async def _upload(request: web.Request, lang: str, state: _Upload) -> web.Respon
                 return await _answer(request, identity, lang)
             if isinstance(exc, EvidenceStoreUnavailable):
                 log.error("web chat upload: the evidence store cannot take a file (%s)", exc.reason)
-                return _refuse(request, lang, 503, _(STORE_DOWN))
+                return _retry_later(_refuse(request, lang, 503, _(STORE_DOWN)))
             raise
         refused = await limits.settle_upload(quota, identity.user_id, ip, state.stored.size)
         if refused is not None:
@@ -706,8 +713,8 @@ async def _status_answer(request: web.Request, lang: str, state: _Upload) -> web
                                       answer=fields.get("text", ""))
         except EvidenceStoreUnavailable as exc:
             log.error("web chat status: the evidence store cannot take a file (%s)", exc.reason)
-            return await _status_page(request, identity, lang, number, case_id, status=503, error=_(STORE_DOWN),
-                                      answer=fields.get("text", ""))
+            return _retry_later(await _status_page(request, identity, lang, number, case_id, status=503,
+                                                   error=_(STORE_DOWN), answer=fields.get("text", "")))
     if granted is None:  # no file part at all
         checked = await _granted(request, fields.get("csrf_token"), fields.get("number"), lang)
         if isinstance(checked, web.Response):
