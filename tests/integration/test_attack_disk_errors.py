@@ -14,17 +14,14 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
-import pytest
-from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import func, select
 
 from db.models import Case, Evidence
 from tests.fakes.images import photo, png
-from web.app import create_app
+from tests.integration.test_attack_orphan_files import api  # noqa: F401 - the fixture
 
 API = "/api/v1"
 CASE = {"description": "直播间买的奶粉没有生产日期，商家不回复", "channel": "webform", "kind": "tipoff",
@@ -32,18 +29,6 @@ CASE = {"description": "直播间买的奶粉没有生产日期，商家不回�
 BOUNDARY = "qinglang-disk-test"
 
 
-@dataclass
-class Api:
-    client: TestClient
-    headers: dict[str, str]
-
-
-@pytest.fixture
-async def api(container):
-    await asyncio.to_thread(container.nlu.warm_up)  # the classifier is trained once, not inside a request
-    async with TestClient(TestServer(create_app(container, with_bot=False))) as client:
-        user = await container.accounts.create_user("hotline", "xiaobao", "triage", with_api_token=True)
-        yield Api(client, {"Authorization": f"Bearer {user.api_token}"})
 
 
 def break_incoming(container) -> Path:
