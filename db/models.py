@@ -124,6 +124,10 @@ class Case(Base):
         Index("ix_cases_open_id_status", "id", "status",
               postgresql_where=text("status <> 'closed'"), sqlite_where=text("status <> 'closed'")),
         Index("ix_cases_closed_at", "closed_at"),  # the reports' "closed in the period" (migration 0009)
+        # the console banner's urgent cases nobody has acknowledged yet (migration 0016)
+        Index("ix_cases_urgent_unacknowledged", "id",
+              postgresql_where=text("urgent AND urgent_acknowledged_at IS NULL"),
+              sqlite_where=text("urgent AND urgent_acknowledged_at IS NULL")),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -185,6 +189,11 @@ class Case(Base):
     takedowns: Mapped[int | None]  # 督促平台删除违规信息/下架商品 (items)
     accounts_disposed: Mapped[int | None]  # 处置发布违规内容账号 (accounts)
     sites_closed: Mapped[int | None]  # 关闭违法违规问题网站 (sites)
+    # a crisis signal (self-harm, violence, a mass incident: nlu/crisis.py) in what the person wrote
+    urgent: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    flags: Mapped[list[str]] = mapped_column(JSON, default=list, server_default=text("'[]'"))
+    urgent_acknowledged_at: Mapped[datetime | None]
+    urgent_acknowledged_by: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id"))
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     version: Mapped[int] = mapped_column(default=1)

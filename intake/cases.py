@@ -30,6 +30,7 @@ from intake.closing import ClosingFacts
 from intake.deadlines import DeadlinePolicy, compute_due
 from intake.notices import Template, notify_complainant, notify_unit
 from intake.status import OUTCOMES, REJECTION_GROUNDS, STAFF_OUTCOMES, Action, DomainError, Status, check
+from nlu.crisis import CRISIS_FLAG, default_detector
 from nlu.taxonomy import CATEGORY_IDS, FOCUS_AREAS, Kind
 from routing.rules import MerchantLocation, RoutingDecision, RoutingRequest, RoutingTable
 
@@ -38,6 +39,7 @@ MAX_REPLY = 10_000
 LOW_RATING = 2  # this rating or lower reopens the case for review
 # channels where the conversation itself gives the receipt (case number, unit, dates)
 CONVERSATION_CHANNELS = frozenset({"telegram", "web"})
+CRISIS_DUTY_UNIT = "xiaobao"  # 消保分局's duty group is told of an urgent case at once (DESIGN "Crisis signals")
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,8 @@ class NewCase:
     callback_url: str | None = None  # an API case's originating system, told of every step
     # the same submission handled again (a retried update) finds its case instead of filing a second one
     submission_key: str | None = None
+    # a crisis signal was seen in what the person sent (the description is checked again on creation)
+    urgent: bool = False
 
 
 @dataclass(frozen=True)
@@ -134,6 +138,8 @@ class CaseView:
     next_due_on: date | None
     transfer_authority: str | None
     routing: RoutingDecision | None = None
+    urgent: bool = False
+    flags: tuple[str, ...] = ()
 
     def deadline(self, clock: str) -> DeadlineView | None:
         return next((d for d in self.deadlines if d.clock == clock), None)
@@ -170,6 +176,7 @@ class CaseService:
         _validate_new_case(new)
         actor = actor or Actor.system()
         received_at = new.received_at or self._clock.now()
+        urgent = new.urgent or default_detector().is_crisis(new.description)
         decision = self._routing.route(RoutingRequest(new.kind, new.category, new.focus_area, new.merchant))
         if new.submission_key is not None:
             async with self._uow() as uow:
@@ -205,6 +212,8 @@ class CaseService:
                 routing_rule=decision.rule_id,
                 callback_url=new.callback_url,
                 submission_key=new.submission_key,
+                urgent=urgent,
+                flags=[CRISIS_FLAG] if urgent else [],
                 received_at=received_at,
                 created_at=now,
                 updated_at=now,
@@ -244,9 +253,33 @@ class CaseService:
                                    unit=decision.lead, due_on=_iso(case.next_due_on),
                                    authority=decision.transfer.name if decision.transfer else None)
             self._tell_lead(uow, case, now, f"new:{case.id}")
+            if urgent:
+                await self._raise_alarm(uow, case, actor, now)
             view = self._view(case, decision)
             await uow.commit()
         return view
+
+    async def acknowledge_urgent(self, case_id: int, actor: Actor) -> CaseView:
+        """Staff have seen an urgent case: it leaves the console banner (the flag stays)."""
+        async with self._uow() as uow:
+            case, now, _calendar = await self._begin(uow, case_id)
+            if not case.urgent:
+                raise DomainError("本件不是紧急件 (this case is not flagged urgent)")
+            if case.urgent_acknowledged_at is None:
+                case.urgent_acknowledged_at = now
+                case.urgent_acknowledged_by = _staff(actor)
+                self._event(uow, case, actor, "acknowledge_urgent", None, None, now)
+            return await self._save(uow, case, now)
+
+    async def _raise_alarm(self, uow: UnitOfWork, case: Case, actor: Actor, now: datetime) -> None:
+        """Tell 消保分局's duty group of an urgent case now, not at the next digest; record it on the case."""
+        duty = (await uow.units.by_codes([CRISIS_DUTY_UNIT])).get(CRISIS_DUTY_UNIT)
+        queued = duty is not None and notify_unit(
+            uow.session, duty, Template.UNIT_URGENT_CASE, now, key=f"urgent:{case.id}", case=case,
+            category=case.category, flags=list(case.flags),
+        ) is not None
+        self._event(uow, case, actor, "urgent", None, None, now,
+                    data={"flags": list(case.flags), "duty_unit": CRISIS_DUTY_UNIT, "alerted": queued})
 
     # -- status actions -------------------------------------------------------------------
 
@@ -773,6 +806,8 @@ class CaseService:
             next_due_on=case.next_due_on,
             transfer_authority=case.transfer_authority,
             routing=routing,
+            urgent=case.urgent,
+            flags=tuple(case.flags or ()),
         )
 
 

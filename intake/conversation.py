@@ -30,6 +30,7 @@ from intake.draft import Draft, Step
 from intake.status import STATUS_NAMES_ZH, DomainError, Status
 from nlu import entities as ent
 from nlu.classifier import Backend
+from nlu.crisis import default_detector
 from nlu.kind import decide_kind
 from nlu.taxonomy import CATEGORIES, CATEGORY_IDS, Kind, category
 from nlu.text import NluInputError, normalise
@@ -172,6 +173,8 @@ class ConversationEngine:
         draft = draft or Draft(lang=person.language)
         step_before = draft.step
         turn = _Turn(draft, person, event)
+        if event.type in ("text", "attachment"):
+            self._watch_for_crisis(turn)
         if event.type == "command":
             await self._command(turn)
         elif event.type == "button":
@@ -184,8 +187,19 @@ class ConversationEngine:
         # is replaced), so buttons of the current question stay usable after /help, a wrong answer, ...
         if turn.draft is not draft or turn.draft.step != step_before:
             turn.draft.rev = draft.rev + 1
-        keep = turn.draft if (turn.draft.has_content or turn.draft.step != Step.DESCRIBE or turn.draft.lang != "zh") else None
+        keep = turn.draft if (turn.draft.has_content or turn.draft.step != Step.DESCRIBE or turn.draft.lang != "zh"
+                              or turn.draft.urgent) else None
         return Outcome(turn.replies, keep, turn.case)
+
+    @staticmethod
+    def _watch_for_crisis(turn: _Turn) -> None:
+        """Every text the person sends is read for self-harm, violence or a mass incident: the draft is
+        marked (its case will be urgent) and the help lines come first; the conversation goes on."""
+        if turn.draft.urgent or not default_detector().is_crisis(turn.event.text or ""):
+            return
+        turn.draft.urgent = True
+        turn.say(turn._("如果您或身边的人有危险，请立即拨打 110；需要心理援助可拨打全国心理援助热线 12356。"
+                        "我们会优先处理您反映的问题。"))
 
     # -- commands ---------------------------------------------------------------------------------
 
@@ -893,6 +907,7 @@ class ConversationEngine:
             evidence=tuple(EvidenceItem(e["sha256"], e["size"], e["mime"], e.get("name"), turn.person.channel)
                            for e in draft.evidence),
             links=tuple(draft.links),
+            urgent=draft.urgent,
         )
         try:
             view = await self._cases.create(new, Actor("complainant"))

@@ -57,6 +57,7 @@ class Draft:
     resume_step: str | None = None  # where to return after a cancel is not confirmed
     case_number: str | None = None  # the case an addition, withdrawal or rating is about
     rating: int | None = None  # the score just given, while the optional comment is asked
+    urgent: bool = False  # a crisis signal was seen in something the person sent (nlu/crisis.py)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

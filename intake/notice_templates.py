@@ -142,6 +142,10 @@ class NoticeRenderer:
             lines.append(_("最近期限：{date}。").format(date=f.due))
         return RenderedNotice("\n".join(lines))
 
+    def _unit_urgent_case(self, f: _Facts, _) -> RenderedNotice:
+        return RenderedNotice(_("⚠️ 紧急件 {number}（{kind} · {category}）：来信人提到自伤、暴力或群体性事件，"
+                                "请值班人员立即查看并联系。").format(number=f.number, kind=f.kind, category=f.category))
+
     def _unit_reminder(self, f: _Facts, _) -> RenderedNotice:
         return RenderedNotice(_("提醒：{number} 的“{clock}”将于 {date} 到期，请及时办理。").format(
             number=f.number, clock=f.get("clock_name") or f.get("clock"), date=f.due))

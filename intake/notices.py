@@ -35,6 +35,7 @@ class Template(StrEnum):
     SURVEY = "survey"
     # to a unit's group chat
     UNIT_NEW_CASE = "unit_new_case"
+    UNIT_URGENT_CASE = "unit_urgent_case"  # a crisis signal: to 消保分局's duty group at once
     UNIT_REMINDER = "unit_reminder"
     OVERDUE_DIGEST = "overdue_digest"
 

@@ -21,12 +21,13 @@ class EvaluationDataError(QinglangError):
 @dataclass(frozen=True)
 class LabelledText:
     text: str
-    category: str
+    category: str | None  # None: a row that only says whether the text is a crisis
     line: int
+    crisis: bool | None = None
 
 
 def read_labelled(path: Path) -> list[LabelledText]:
-    """Lines of JSON with at least `text` and `category`; any bad line is an error naming it."""
+    """Lines of JSON with `text` and `category` and/or `crisis` (true/false); a bad line is an error naming it."""
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as exc:
@@ -41,13 +42,16 @@ def read_labelled(path: Path) -> list[LabelledText]:
             item = json.loads(line)
         except json.JSONDecodeError as exc:
             raise EvaluationDataError(f"{path}:{number}: not JSON ({exc.msg})") from None
-        if not isinstance(item, dict) or not isinstance(item.get("text"), str) or "category" not in item:
-            raise EvaluationDataError(f"{path}:{number}: needs a JSON object with 'text' and 'category'")
-        if item["category"] not in CATEGORY_IDS:
+        if (not isinstance(item, dict) or not isinstance(item.get("text"), str)
+                or ("category" not in item and "crisis" not in item)):
+            raise EvaluationDataError(f"{path}:{number}: needs a JSON object with 'text' and 'category' (or 'crisis')")
+        if "category" in item and item["category"] not in CATEGORY_IDS:
             raise EvaluationDataError(
                 f"{path}:{number}: unknown category {item['category']!r}; one of: {', '.join(sorted(CATEGORY_IDS))}"
             )
-        rows.append(LabelledText(item["text"], item["category"], number))
+        if "crisis" in item and not isinstance(item["crisis"], bool):
+            raise EvaluationDataError(f"{path}:{number}: 'crisis' must be true or false")
+        rows.append(LabelledText(item["text"], item.get("category"), number, item.get("crisis")))
     if not rows:
         raise EvaluationDataError(f"{path}: no labelled lines")
     return rows
@@ -82,18 +86,45 @@ def metrics(gold: list[str], predicted: list[str | None]) -> dict[str, Any]:
 
 
 async def evaluate(backend: Backend, rows: list[LabelledText], now: datetime) -> dict[str, Any]:
+    """Category scores over the rows with a category; crisis scores over the rows with `crisis`."""
     predicted = []
     errors = []
-    for row in rows:
+    categorised = [row for row in rows if row.category is not None]
+    for row in categorised:
         result = await backend.parse(row.text, now=now)
         predicted.append(result.category)
         if result.category != row.category:
             errors.append({"line": row.line, "gold": row.category, "predicted": result.category,
                            "confidence": round(result.confidence, 3), "text": row.text[:60]})
-    report = metrics([r.category for r in rows], predicted)
+    report: dict[str, Any] = metrics([r.category for r in categorised], predicted) if categorised else {"n": 0}
     report["backend"] = backend.name
+    crisis_rows = [row for row in rows if row.crisis is not None]
+    if crisis_rows:
+        report.update(crisis_metrics(crisis_rows, errors))
     report["errors"] = errors
     return report
+
+
+def crisis_metrics(rows: list[LabelledText], errors: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Recall on the crisis rows and the share of false alarms on the others (None when there are none)."""
+    from nlu.crisis import default_detector
+
+    detector = default_detector()
+    positives = negatives = found = false_alarms = 0
+    for row in rows:
+        flagged = detector.is_crisis(row.text)
+        positives += row.crisis
+        negatives += not row.crisis
+        found += row.crisis and flagged
+        false_alarms += flagged and not row.crisis
+        if flagged != row.crisis and errors is not None:
+            errors.append({"line": row.line, "gold_crisis": row.crisis, "predicted_crisis": flagged,
+                           "text": row.text[:60]})
+    return {
+        "crisis_n": len(rows),
+        "crisis_recall": round(found / positives, 4) if positives else None,
+        "crisis_false": round(false_alarms / negatives, 4) if negatives else None,
+    }
 
 
 def crossval(data: TrainingData, folds: int = 5, seed: int = 13) -> dict[str, Any]:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import click
@@ -47,6 +48,21 @@ async def _container():
     from qinglang.bootstrap import build_container
 
     return build_container(_settings())
+
+
+@contextlib.asynccontextmanager
+async def _working_container(failure: str) -> AsyncIterator:
+    """The container for one command, closed at the end; an unexpected error in the block becomes the one
+    line `failure` with its reason in place of {reason} (a QinglangError passes as it is)."""
+    container = await _container()
+    try:
+        yield container
+    except QinglangError:
+        raise
+    except Exception as exc:
+        raise QinglangError(failure.format(reason=_db_reason(exc))) from None
+    finally:
+        await container.close()
 
 
 async def _migrate(container) -> None:
@@ -294,8 +310,8 @@ async def purge(dry_run: bool, before) -> None:
 async def rekey() -> None:
     """Encrypt all personal data again with the current QINGLANG_DATA_KEY (after a key rotation; the old key
     stays in QINGLANG_OLD_DATA_KEYS until this has run): people, stored messages, drafts (also in Redis)."""
-    from bot.storage import reencrypt_redis_drafts
     from db.crypto import bound_cipher
+    from db.drafts import reencrypt_redis_drafts
     from intake.rekey import reencrypt_personal_data
 
     container = await _container()
@@ -323,15 +339,8 @@ async def evidence_sweep(dry_run: bool) -> None:
     leftovers of interrupted uploads (the worker does this daily)."""
     from intake.evidence_sweep import build_evidence_sweep
 
-    container = await _container()
-    try:
+    async with _working_container("cannot sweep the evidence store: {reason}") as container:
         result = await build_evidence_sweep(container).run(dry_run=dry_run)
-    except QinglangError:
-        raise
-    except Exception as exc:
-        raise QinglangError(f"cannot sweep the evidence store: {_db_reason(exc)}") from None
-    finally:
-        await container.close()
     verb = "would remove" if dry_run else "removed"
     click.echo(f"{verb} {result.files} unreferenced evidence files and {result.staff_copies} staff copies "
                f"({_size(result.bytes)}), and {result.incoming} leftovers of interrupted uploads "
@@ -369,17 +378,11 @@ def users() -> None:
 @runs_async
 async def users_create(username: str, unit: str, role: str, display_name: str, api_token: bool) -> None:
     """Create a staff account; prints the generated password once."""
-    container = await _container()
-    try:
+    failure = "cannot create the user: {reason} (did you run `qinglang migrate`?)"
+    async with _working_container(failure) as container:
         user = await container.accounts.create_user(
             username, unit, role, display_name=display_name, with_api_token=api_token
         )
-    except QinglangError:
-        raise
-    except Exception as exc:
-        raise QinglangError(f"cannot create the user: {_db_reason(exc)} (did you run `qinglang migrate`?)") from None
-    finally:
-        await container.close()
     click.echo(f"created {user.username} ({user.role.value}, {user.unit_code})")
     click.echo(f"password: {user.password}")
     if user.api_token:
@@ -411,17 +414,21 @@ async def nlu_classify(text: str, backend: str | None) -> None:
     """Classify TEXT and print the result as JSON."""
     import json
 
+    from nlu.crisis import default_detector
+
     result = await _nlu_backend(backend).parse(text, now=_now())
-    click.echo(json.dumps(result.to_json(), ensure_ascii=False, indent=2))
+    data = {**result.to_json(), "urgent": default_detector().is_crisis(text)}
+    click.echo(json.dumps(data, ensure_ascii=False, indent=2))
 
 
 @nlu.command("evaluate")
-@click.option("--data", "data_path", required=True, type=click.Path(path_type=Path), help="JSON lines with text and category.")
+@click.option("--data", "data_path", required=True, type=click.Path(path_type=Path), help="JSON lines with text and category and/or crisis (true/false).")
 @click.option("--backend", type=click.Choice(["embedded", "rasa"]), default=None)
 @click.option("--errors/--no-errors", default=False, help="Also list the misclassified lines.")
 @runs_async
 async def nlu_evaluate(data_path: Path, backend: str | None, errors: bool) -> None:
-    """Accuracy, macro-F1, per-category scores and the confusion matrix, as one JSON object."""
+    """Accuracy, macro-F1, per-category scores and the confusion matrix (and crisis_recall / crisis_false
+    for rows with `crisis`), as one JSON object."""
     import json
 
     from nlu.evaluate import evaluate, read_labelled

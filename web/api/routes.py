@@ -748,6 +748,7 @@ def case_state(container: Container, principal: Principal, view, *, duplicate_of
         next_due_on=view.next_due_on, deadlines=_deadlines(view.deadlines), duplicate_of=duplicate_of,
         allowed_actions=_allowed(principal, parts, view.status,
                                  inside_transfer=view.status == Status.TRANSFERRED and not view.transfer_authority),
+        urgent=view.urgent, flags=list(view.flags),
     )
     return state.model_dump(mode="json")
 
@@ -809,6 +810,7 @@ def case_out(container: Container, principal: Principal, detail: CaseDetail, *, 
         duplicate_of=duplicate_of,
         allowed_actions=_allowed(principal, detail.unit_parts, status,
                                  inside_transfer=status == Status.TRANSFERRED and not case.transfer_authority),
+        urgent=case.urgent, flags=list(case.flags or ()),
     )
     return out.model_dump(mode="json")
 

@@ -443,6 +443,9 @@ class CaseState(BaseModel):
     deadlines: list[DeadlineOut]
     duplicate_of: str | None = Field(description="the number of the case this one was closed as a duplicate of")
     allowed_actions: list[str] = Field(description="the transitions this caller may make now")
+    urgent: bool = Field(description="a crisis signal (self-harm, violence or threats, a mass incident) was seen "
+                                     "in what the person wrote: 消保分局's duty group was alerted")
+    flags: list[Literal["crisis"]] = Field(description='why the case is urgent: ["crisis"]; [] when it is not')
 
 
 class CaseOut(CaseState):

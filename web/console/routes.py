@@ -58,6 +58,7 @@ from web.console.render import (
     secure_cookies,
 )
 from web.console.store import ConsoleStore
+from web.console.urgent import URGENT_BANNER
 from web.keys import AUTH, CONTAINER, PRINCIPAL, QUERIES, SESSION_COOKIE
 from web.redirects import same_site_target
 from web.security import AuthError, Principal
@@ -93,6 +94,7 @@ ACTION_NAMES = {
     "message": N_("发送消息"), "request_info": N_("要求补充材料"), "duplicate": N_("重复件并案"),
     "reassign": N_("调整承办单位"), "link_subject": N_("关联主体"), "unlink_subject": N_("取消关联主体"),
     "rate": N_("记录满意度评价"),
+    "urgent": N_("紧急件（危机信号），已通知消保分局值班"), "acknowledge_urgent": N_("已知悉紧急件"),
 }
 DONE = {
     "accept": N_("已受理。"), "reject": N_("已决定不予受理，答复已记录。"), "transfer": N_("已转办。"),
@@ -137,8 +139,9 @@ def setup(app: web.Application) -> None:
     router.add_post("/cases/{number}/evidence/{sha256}/original", evidence_original)
     router.add_post("/cases/{number}/actions/{action}", case_action)
     router.add_static("/static/console/", STATIC, name="console_static", append_version=False)
-    from web.console import admin, export, followup, reports, subjects  # they use this module's page helpers
+    from web.console import admin, export, followup, reports, subjects, urgent  # they use this module's page helpers
 
+    urgent.register(app)
     admin.register(app)
     export.register(app)
     subjects.register(app)
@@ -188,6 +191,7 @@ def _common(request: web.Request, principal: Principal | None) -> dict[str, Any]
         "channel_name": lambda c: _(CHANNEL_NAMES[c]) if c in CHANNEL_NAMES else c,
         "action_name": lambda a: _(ACTION_NAMES[a]) if a in ACTION_NAMES else a,
         "due_names": {k: _(v) for k, v in DUE_NAMES.items()},
+        "urgent_banner": request.get(URGENT_BANNER) or [],
     }
 
 
