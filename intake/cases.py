@@ -39,7 +39,6 @@ MAX_REPLY = 10_000
 LOW_RATING = 2  # this rating or lower reopens the case for review
 # channels where the conversation itself gives the receipt (case number, unit, dates)
 CONVERSATION_CHANNELS = frozenset({"telegram", "web"})
-CRISIS_DUTY_UNIT = "xiaobao"  # 消保分局's duty group is told of an urgent case at once (DESIGN "Crisis signals")
 
 
 @dataclass(frozen=True)
@@ -162,6 +161,7 @@ class CaseService:
         clock: Clock,
         tz: ZoneInfo,
         number_prefix: str = "LW",
+        duty_unit: str = "xiaobao",
     ) -> None:
         self._uow = uow
         self._routing = routing
@@ -169,6 +169,8 @@ class CaseService:
         self._clock = clock
         self._tz = tz
         self._prefix = number_prefix
+        # told of an urgent case at once (DESIGN "Crisis signals"): 消保分局, who also gets the overdue digest
+        self._duty_unit = duty_unit
 
     # -- creation -------------------------------------------------------------------------
 
@@ -273,13 +275,13 @@ class CaseService:
 
     async def _raise_alarm(self, uow: UnitOfWork, case: Case, actor: Actor, now: datetime) -> None:
         """Tell 消保分局's duty group of an urgent case now, not at the next digest; record it on the case."""
-        duty = (await uow.units.by_codes([CRISIS_DUTY_UNIT])).get(CRISIS_DUTY_UNIT)
+        duty = (await uow.units.by_codes([self._duty_unit])).get(self._duty_unit)
         queued = duty is not None and notify_unit(
             uow.session, duty, Template.UNIT_URGENT_CASE, now, key=f"urgent:{case.id}", case=case,
             category=case.category, flags=list(case.flags),
         ) is not None
         self._event(uow, case, actor, "urgent", None, None, now,
-                    data={"flags": list(case.flags), "duty_unit": CRISIS_DUTY_UNIT, "alerted": queued})
+                    data={"flags": list(case.flags), "duty_unit": self._duty_unit, "alerted": queued})
 
     # -- status actions -------------------------------------------------------------------
 

@@ -70,6 +70,7 @@ class CaseRow:
     excerpt: str
     overdue: bool
     due_soon: bool
+    urgent: bool = False  # a crisis signal (nlu/crisis.py)
 
 
 @dataclass(frozen=True)
@@ -291,7 +292,7 @@ class CaseQueries:
             id=case.id, number=case.number, kind=case.kind, category=case.category, status=case.status,
             channel=case.channel, platform=case.platform, received_at=case.received_at, next_due_on=due,
             lead_unit=lead, excerpt=case.description[:EXCERPT], overdue=_overdue(due, today),
-            due_soon=due is not None and today <= due <= today + timedelta(days=DUE_SOON_DAYS),
+            due_soon=due is not None and today <= due <= today + timedelta(days=DUE_SOON_DAYS), urgent=case.urgent,
         )
 
 

@@ -47,7 +47,8 @@ class Container:
 
     def __post_init__(self) -> None:
         self.cases = CaseService(
-            self.uow, self.routing, self.policy, self.clock, self.settings.tz, self.settings.rules.case_number_prefix
+            self.uow, self.routing, self.policy, self.clock, self.settings.tz, self.settings.rules.case_number_prefix,
+            duty_unit=self.settings.notify.escalation_unit,
         )
         self.accounts = AccountService(self.uow, self.clock)
         self.reports = ReportService(self.uow, self.clock, self.settings.tz, self.settings.reports.campaign_start,

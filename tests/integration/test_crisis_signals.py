@@ -3,12 +3,15 @@ the API's JSON, the console's banner and its acknowledgement. SQLite and Postgre
 
 from __future__ import annotations
 
+import re
+
 import json
 
 import pytest
 from sqlalchemy import select
 
 from db.models import Case, CaseEvent, OutboxMessage
+from intake.cases import CaseService
 from intake.conversation import ConversationEngine, Person
 from intake.notice_templates import NoticeRenderer
 from nlu.classifier import EmbeddedBackend
@@ -118,6 +121,20 @@ async def test_a_case_from_another_channel_is_read_too(container, duty_group):
     assert notice.case_id == view.id
 
 
+async def test_the_duty_unit_is_the_escalation_unit_of_the_settings(container, duty_group):
+    """QINGLANG_ESCALATION_UNIT names the unit on duty: it gets the overdue digest and urgent cases."""
+    async with container.uow() as uow:
+        (await uow.units.by_code("bangongshi")).telegram_chat_id = "-100888"
+        await uow.commit()
+    cases = CaseService(container.uow, container.routing, container.policy, container.clock, container.settings.tz,
+                        duty_unit="bangongshi")
+    view = await cases.create(tipoff(description="主播卖假药害死了我爸，我一定要报复"))
+    [notice] = await urgent_notices(container)  # to the unit on duty only, not to 消保分局's group as well
+    assert notice.case_id == view.id and notice.recipient == "-100888"
+    [event] = await events(container, view.id, "urgent")
+    assert event.data["duty_unit"] == "bangongshi" and event.data["alerted"] is True
+
+
 async def test_without_a_duty_chat_the_case_is_still_urgent_and_the_event_says_so(container):
     view = await container.cases.create(tipoff(description="主播卖假药害死了我爸，我一定要报复"))
     assert view.urgent
@@ -191,6 +208,9 @@ async def test_console_banner_until_acknowledged(console):  # noqa: F811
     assert (event.actor_type, event.actor_id) == ("staff", triage.id)
     status, html = await triage.get("/")
     assert status == 200 and "紧急件待知悉" not in html
+    # the queue keeps marking it among the others, acknowledged or not
+    rows = {m.group(1): m.group(2) for m in re.finditer(r'<a href="/cases/(LW-[\d-]+)">[^<]*</a>(.*?)</td>', html)}
+    assert "紧急" in rows[view.number] and "紧急" not in rows[calm.number]
 
 
 # -- the CLI ----------------------------------------------------------------------------------------------
