@@ -32,6 +32,9 @@ NAMING = {
 }
 
 
+CRISIS_FLAG = "crisis"  # the flag of an urgent case (nlu/crisis.py finds the signals)
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
     type_annotation_map = {datetime: UtcDateTime(), dict[str, Any]: JSON(), int: Integer()}
@@ -191,12 +194,16 @@ class Case(Base):
     sites_closed: Mapped[int | None]  # 关闭违法违规问题网站 (sites)
     # a crisis signal (self-harm, violence, a mass incident: nlu/crisis.py) in what the person wrote
     urgent: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
-    flags: Mapped[list[str]] = mapped_column(JSON, default=list, server_default=text("'[]'"))
     urgent_acknowledged_at: Mapped[datetime | None]
     urgent_acknowledged_by: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id"))
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     version: Mapped[int] = mapped_column(default=1)
+
+    @property
+    def flags(self) -> list[str]:
+        """What the case JSON calls it: ["crisis"] for an urgent case (the only flag there is)."""
+        return [CRISIS_FLAG] if self.urgent else []
 
     __mapper_args__ = {"version_id_col": version}
 

@@ -30,7 +30,7 @@ from intake.closing import ClosingFacts
 from intake.deadlines import DeadlinePolicy, compute_due
 from intake.notices import Template, notify_complainant, notify_unit
 from intake.status import OUTCOMES, REJECTION_GROUNDS, STAFF_OUTCOMES, Action, DomainError, Status, check
-from nlu.crisis import CRISIS_FLAG, default_detector
+from nlu.crisis import default_detector
 from nlu.taxonomy import CATEGORY_IDS, FOCUS_AREAS, Kind
 from routing.rules import MerchantLocation, RoutingDecision, RoutingRequest, RoutingTable
 
@@ -86,8 +86,9 @@ class NewCase:
     callback_url: str | None = None  # an API case's originating system, told of every step
     # the same submission handled again (a retried update) finds its case instead of filing a second one
     submission_key: str | None = None
-    # a crisis signal was seen in what the person sent (the description is checked again on creation)
-    urgent: bool = False
+    # a crisis signal in what the person sent: decided by the conversation, which reads every message;
+    # None (the API, an import): the description is read on creation
+    urgent: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -161,7 +162,8 @@ class CaseService:
         clock: Clock,
         tz: ZoneInfo,
         number_prefix: str = "LW",
-        duty_unit: str = "xiaobao",
+        *,
+        duty_unit: str,
     ) -> None:
         self._uow = uow
         self._routing = routing
@@ -178,7 +180,7 @@ class CaseService:
         _validate_new_case(new)
         actor = actor or Actor.system()
         received_at = new.received_at or self._clock.now()
-        urgent = new.urgent or default_detector().is_crisis(new.description)
+        urgent = new.urgent if new.urgent is not None else default_detector().is_crisis(new.description)
         decision = self._routing.route(RoutingRequest(new.kind, new.category, new.focus_area, new.merchant))
         if new.submission_key is not None:
             async with self._uow() as uow:
@@ -215,7 +217,6 @@ class CaseService:
                 callback_url=new.callback_url,
                 submission_key=new.submission_key,
                 urgent=urgent,
-                flags=[CRISIS_FLAG] if urgent else [],
                 received_at=received_at,
                 created_at=now,
                 updated_at=now,
@@ -274,8 +275,9 @@ class CaseService:
             return await self._save(uow, case, now)
 
     async def _raise_alarm(self, uow: UnitOfWork, case: Case, actor: Actor, now: datetime) -> None:
-        """Tell 消保分局's duty group of an urgent case now, not at the next digest; record it on the case."""
-        duty = (await uow.units.by_codes([self._duty_unit])).get(self._duty_unit)
+        """Tell the unit on duty (消保分局 by default) of an urgent case now, not at the next digest; record
+        it on the case."""
+        duty = await uow.units.by_code(self._duty_unit)
         queued = duty is not None and notify_unit(
             uow.session, duty, Template.UNIT_URGENT_CASE, now, key=f"urgent:{case.id}", case=case,
             category=case.category, flags=list(case.flags),
@@ -809,7 +811,7 @@ class CaseService:
             transfer_authority=case.transfer_authority,
             routing=routing,
             urgent=case.urgent,
-            flags=tuple(case.flags or ()),
+            flags=tuple(case.flags),
         )
 
 

@@ -20,7 +20,6 @@ from nlu.text import NluInputError, normalise
 from qinglang.yamlfile import YamlDocument, YamlError, load_yaml
 
 DEFAULT_CRISIS_PATH = Path(__file__).parent / "data" / "crisis.yaml"
-CRISIS_FLAG = "crisis"
 _SENTENCE_END = "。！？!?；;\n…"
 _CLAUSE_END = _SENTENCE_END + "，,、：:"
 _QUOTES = {"‘": "’", "“": "”", "「": "」", "『": "』", '"': '"', "'": "'"}
@@ -37,6 +36,10 @@ class Group(StrEnum):
 
 class CrisisListError(YamlError):
     """The crisis word list is missing, unreadable or wrong; the message names the file and line."""
+
+    @classmethod
+    def from_yaml(cls, exc: YamlError) -> CrisisListError:
+        return cls(exc.file, exc.line, exc.problem)
 
 
 @dataclass(frozen=True)
@@ -59,15 +62,14 @@ class CrisisDetector:
     def __init__(self, signals: dict[Group, re.Pattern[str]], exclusions: _Exclusions) -> None:
         self._signals = signals
         self._ex = exclusions
+        self._not_meant = (*exclusions.jokes, *exclusions.media)  # a sentence with one of these is not meant
 
     @classmethod
     def load(cls, path: Path = DEFAULT_CRISIS_PATH) -> CrisisDetector:
         try:
             doc = load_yaml(path)
-        except CrisisListError:
-            raise
         except YamlError as exc:
-            raise CrisisListError(exc.file, exc.line, exc.problem) from None
+            raise CrisisListError.from_yaml(exc) from None
         return cls(*_parse(doc))
 
     def detect(self, text: str) -> CrisisSignal | None:
@@ -90,7 +92,7 @@ class CrisisDetector:
 
     def _counts(self, text: str, start: int, end: int) -> bool:
         sentence = text[_last_boundary(text, start, _SENTENCE_END):_next_boundary(text, end, _SENTENCE_END)]
-        if any(word in sentence for word in (*self._ex.jokes, *self._ex.media)):
+        if any(word in sentence for word in self._not_meant):
             return False
         if self._inside_compound(text, start, end):
             return False
@@ -100,7 +102,7 @@ class CrisisDetector:
         for compound in self._ex.compounds:
             at = text.find(compound, max(0, start - len(compound)))
             while at != -1 and at < end:
-                if at < end and at + len(compound) > start:
+                if at + len(compound) > start:
                     return True
                 at = text.find(compound, at + 1)
         return False
@@ -210,8 +212,7 @@ def _strings(doc: YamlDocument, path: tuple, value: object) -> list[str]:
 
 
 def _error(doc: YamlDocument, path: tuple, problem: str, *, key: bool = False) -> CrisisListError:
-    located = doc.error(*path, problem=problem, key=key)
-    return CrisisListError(located.file, located.line, problem)
+    return CrisisListError.from_yaml(doc.error(*path, problem=problem, key=key))
 
 
 @cache

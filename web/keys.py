@@ -21,3 +21,5 @@ OUTBOUND = web.AppKey("outbound", OutboundGuard)  # checks callback URLs when AP
 
 SESSION_COOKIE = "qinglang_session"
 PRINCIPAL = web.RequestKey("principal", Principal)  # the staff member asking, or None
+# the urgent cases nobody has acknowledged, for the console's banner (web/console/urgent.py)
+URGENT_BANNER = web.RequestKey("console_urgent_banner", list)

@@ -3,9 +3,13 @@ fresh cookie each), multipart bodies written byte by byte, and what the evidence
 
 from __future__ import annotations
 
+import asyncio
+
 import secrets
 from pathlib import Path
 
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import func, select
 
 from db.models import Evidence
@@ -13,7 +17,16 @@ from intake.cases import Actor, ComplainantInfo, NewCase
 from nlu.taxonomy import Kind
 from routing.rules import MerchantLocation
 from web.chat.codes import AccessCodes, shown
+from web.app import create_app
 from web.chat.identity import COOKIE, ChatIdentity
+
+
+@pytest.fixture
+async def client(container):
+    """The web app with the chat, the classifier trained first (never inside a request)."""
+    await asyncio.to_thread(container.nlu.warm_up)
+    async with TestClient(TestServer(create_app(container, with_bot=False))) as c:
+        yield c
 
 
 def visitor() -> ChatIdentity:

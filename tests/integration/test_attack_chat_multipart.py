@@ -23,8 +23,8 @@ import shutil
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 
+from tests.integration.chat_forms import client  # noqa: F401 - the fixture
 from tests.integration.chat_forms import (
     case_with_code,
     end,
@@ -39,19 +39,11 @@ from tests.integration.chat_forms import (
     visitor,
 )
 from intake.status import DomainError
-from web.app import create_app
 from web.chat.routes import GRANTS, SERVICE
 
 MALFORMED = "上传的内容格式不正确，请返回页面后重新选择文件上传。"
 STORE_DOWN = "文件暂时无法保存，请稍后再试。您的对话和已填写的内容都还在。"
 ONE_AT_A_TIME = "一次只能上传一个文件，其余的没有保存，请逐个上传。"
-
-
-@pytest.fixture
-async def client(container):
-    await asyncio.to_thread(container.nlu.warm_up)
-    async with TestClient(TestServer(create_app(container, with_bot=False))) as c:
-        yield c
 
 
 @pytest.fixture

@@ -15,9 +15,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 
 from qinglang.settings import Settings, load_settings
+from tests.integration.chat_forms import client  # noqa: F401 - the fixture
 from tests.integration.chat_forms import (
     end,
     evidence_files,
@@ -30,7 +30,6 @@ from tests.integration.chat_forms import (
     text_file,
     visitor,
 )
-from web.app import create_app
 
 MB = 1024 * 1024
 ADDRESS_QUOTA = 8 * MB
@@ -47,13 +46,6 @@ def settings(tmp_path, database_url, nlu_cache_dir) -> Settings:
                          nlu_cache_dir=nlu_cache_dir, max_evidence_bytes=2 * MB,
                          upload_files_per_cookie=3, upload_bytes_per_cookie=3 * MB,
                          upload_bytes_per_address=ADDRESS_QUOTA, upload_bytes_total=TOTAL_QUOTA)
-
-
-@pytest.fixture
-async def client(container):
-    await asyncio.to_thread(container.nlu.warm_up)
-    async with TestClient(TestServer(create_app(container, with_bot=False))) as c:
-        yield c
 
 
 async def upload(client, who, seed: int, content: bytes, *, address: str | None = None,

@@ -8,11 +8,9 @@ conversation goes on; a text form over 64 KB is 413. Afterwards /healthz is 200 
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import func, select
 
 from db.models import Evidence
@@ -21,7 +19,7 @@ from nlu.taxonomy import Kind
 from qinglang.settings import Settings, load_settings
 from routing.rules import MerchantLocation
 from tests.fakes.images import png
-from web.app import create_app
+from tests.integration.chat_forms import client  # noqa: F401 - the fixture
 from web.chat.identity import ChatIdentity
 from web.chat.routes import GRANTS, SERVICE
 
@@ -33,13 +31,6 @@ TOO_BIG = "文件太大：单个证据文件不能超过"
 def settings(tmp_path, database_url, nlu_cache_dir) -> Settings:
     return load_settings(env_file=None, data_dir=tmp_path / "data", database_url=database_url,
                          nlu_cache_dir=nlu_cache_dir, max_evidence_bytes=LIMIT)
-
-
-@pytest.fixture
-async def client(container):
-    await asyncio.to_thread(container.nlu.warm_up)
-    async with TestClient(TestServer(create_app(container, with_bot=False))) as c:
-        yield c
 
 
 def origin(client) -> dict[str, str]:

@@ -810,7 +810,7 @@ def case_out(container: Container, principal: Principal, detail: CaseDetail, *, 
         duplicate_of=duplicate_of,
         allowed_actions=_allowed(principal, detail.unit_parts, status,
                                  inside_transfer=status == Status.TRANSFERRED and not case.transfer_authority),
-        urgent=case.urgent, flags=list(case.flags or ()),
+        urgent=case.urgent, flags=case.flags,
     )
     return out.model_dump(mode="json")
 

@@ -530,16 +530,17 @@ async def status_lookup(request: web.Request) -> web.Response:
     code = _field(form, "code") or ""
     limits = request.app[LIMITS]
     ip = client_ip(request, request.app[CONTAINER].settings.web.trusted_proxy_networks)
-    known = await _knows_case(request, identity, normalise_number(number))
+    normalised = normalise_number(number)
+    known = await _knows_case(request, identity, normalised)
     # counted before the code is hashed: concurrent tries cannot all pass on the same count
-    taken = await limits.lookup(ip, identity.user_id, normalise_number(number), known_case=known)
+    taken = await limits.lookup(ip, identity.user_id, normalised, known_case=known)
     if not taken.allowed:
         log.warning("web chat status: look-up from %s refused, too many tries (%s)", ip, taken.refused_by.limit.name)
         if limits.is_case_limit(taken):
             message = _("编号 {number} 最近有多次来自别处的错误查询，为防止有人猜测查询码，暂停用查询码查询这个编号，"
                         "请 {wait}后再试。在登记或查询过本件的浏览器上仍可以查询；通过 Telegram 登记的，可以在 "
                         "Telegram 中发送 /status；也可以拨打 12345 热线咨询。").format(
-                number=normalise_number(number), wait=_wait(taken, lang))
+                number=normalised, wait=_wait(taken, lang))
         else:
             message = _("尝试次数过多，请 {minutes} 分钟后再试。").format(minutes=_minutes(taken))
         return _render(request, "status.html", lang, status=429, csrf=identity.csrf_token, number=number,
@@ -554,9 +555,8 @@ async def status_lookup(request: web.Request) -> web.Response:
         return _render(request, "status.html", lang, csrf=identity.csrf_token, number=number,
                        message=_("没有找到与该编号和查询码相符的登记。请检查后重新输入。"), case=None,
                        tries_left=left, retry_minutes=_minutes(taken))
-    number = normalise_number(number)
-    await request.app[GRANTS].grant(identity.user_id, case_id, number)
-    raise web.HTTPSeeOther(_status_url(number))
+    await request.app[GRANTS].grant(identity.user_id, case_id, normalised)
+    raise web.HTTPSeeOther(_status_url(normalised))
 
 
 async def _knows_case(request: web.Request, identity: ChatIdentity, number: str) -> bool:

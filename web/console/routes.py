@@ -58,8 +58,7 @@ from web.console.render import (
     secure_cookies,
 )
 from web.console.store import ConsoleStore
-from web.console.urgent import URGENT_BANNER
-from web.keys import AUTH, CONTAINER, PRINCIPAL, QUERIES, SESSION_COOKIE
+from web.keys import AUTH, CONTAINER, PRINCIPAL, QUERIES, SESSION_COOKIE, URGENT_BANNER
 from web.redirects import same_site_target
 from web.security import AuthError, Principal
 

@@ -19,7 +19,9 @@ from db.models import Case
 from intake.cases import Actor, CaseNotFound
 from intake.status import DomainError
 from web.access import case_scope
-from web.keys import CONTAINER, PRINCIPAL
+from web.console.render import redirect_with_flash
+from web.console.routes import _not_found, _principal, _require, _tr
+from web.keys import CONTAINER, URGENT_BANNER
 
 log = logging.getLogger("qinglang.console")
 
@@ -35,14 +37,6 @@ class UrgentItem:
     received_at: datetime
 
 
-URGENT_BANNER = web.RequestKey("console_urgent_banner", list)
-
-
-def _staff_principal(request: web.Request):
-    principal = request.get(PRINCIPAL)
-    return principal if principal is not None and principal.via == "session" else None
-
-
 async def unacknowledged(request: web.Request, principal) -> list[UrgentItem]:
     async with request.app[CONTAINER].uow() as uow:
         rows = await uow.session.execute(
@@ -55,7 +49,7 @@ async def unacknowledged(request: web.Request, principal) -> list[UrgentItem]:
 
 @web.middleware
 async def urgent_banner_middleware(request: web.Request, handler):
-    principal = _staff_principal(request)
+    principal = _principal(request)
     if (principal is not None and request.method == "GET" and not request.path.startswith(NOT_CONSOLE)
             and "/evidence/" not in request.path):
         request[URGENT_BANNER] = await unacknowledged(request, principal)
@@ -63,9 +57,6 @@ async def urgent_banner_middleware(request: web.Request, handler):
 
 
 async def acknowledge(request: web.Request) -> web.StreamResponse:
-    from web.console.routes import _not_found, _require, _tr  # that module registers this one
-    from web.console.render import redirect_with_flash
-
     principal = _require(request)
     _ = _tr(request)
     number = request.match_info["number"][:32]

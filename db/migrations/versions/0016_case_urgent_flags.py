@@ -21,7 +21,6 @@ UNACKNOWLEDGED = "urgent AND urgent_acknowledged_at IS NULL"
 def upgrade() -> None:
     with op.batch_alter_table('cases', schema=None) as batch_op:
         batch_op.add_column(sa.Column('urgent', sa.Boolean(), server_default=sa.text('false'), nullable=False))
-        batch_op.add_column(sa.Column('flags', sa.JSON(), server_default=sa.text("'[]'"), nullable=False))
         batch_op.add_column(sa.Column('urgent_acknowledged_at', UtcDateTime(), nullable=True))
         batch_op.add_column(sa.Column('urgent_acknowledged_by', BigId, nullable=True))
         batch_op.create_foreign_key(batch_op.f('fk_cases_urgent_acknowledged_by_staff_users'), 'staff_users',
@@ -36,5 +35,4 @@ def downgrade() -> None:
         batch_op.drop_constraint(batch_op.f('fk_cases_urgent_acknowledged_by_staff_users'), type_='foreignkey')
         batch_op.drop_column('urgent_acknowledged_by')
         batch_op.drop_column('urgent_acknowledged_at')
-        batch_op.drop_column('flags')
         batch_op.drop_column('urgent')
